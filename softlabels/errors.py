@@ -1,0 +1,30 @@
+"""Public error classes (defined in :mod:`softlabels.stores.errors`, which imports nothing
+of the library, so the dependency points one way)."""
+
+from softlabels.stores.errors import (
+    CacheError,
+    CacheExistsError,
+    CacheLockedError,
+    CacheNotFoundError,
+    ChecksumMismatchError,
+    FingerprintMismatchError,
+    IncompleteCacheError,
+    NonFiniteError,
+    SoftlabelsError,
+    SpecError,
+    UsageError,
+)
+
+__all__ = [
+    "CacheError",
+    "CacheExistsError",
+    "CacheLockedError",
+    "CacheNotFoundError",
+    "ChecksumMismatchError",
+    "FingerprintMismatchError",
+    "IncompleteCacheError",
+    "NonFiniteError",
+    "SoftlabelsError",
+    "SpecError",
+    "UsageError",
+]

@@ -1,0 +1,1 @@
+"""softlabels.stores: the cache format."""
