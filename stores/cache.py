@@ -111,7 +111,9 @@ class CacheWriter:
         self.group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="r+")
         self.manifest = Manifest(loc)
         # write_empty_chunks is a runtime setting, not stored: every chunk must exist as a file.
-        self._arrays = {p: self.group[p].with_config({"write_empty_chunks": True}) for p in self.specs}
+        self._arrays = {
+            p: self.group[p].with_config({"write_empty_chunks": True}) for p in self.specs
+        }
 
     # -- creation
     @classmethod
@@ -145,23 +147,25 @@ class CacheWriter:
             if existing is not None and overwrite:
                 _clear(loc)
                 existing = None
-            if existing is not None:
-                if existing.get("config_key") != meta["config_key"]:
-                    raise CacheExistsError(
-                        f"{loc.url} holds a cache made with other settings "
-                        f"({_diff(existing.get('config', {}), meta.get('config', {}))}); "
-                        "use --overwrite to replace it or choose another --out"
-                    )
-                writer = cls(loc, lock, existing, specs)
-                writer.meta = existing
-                return writer
-            _create(loc, meta, specs, compressor)
+            if existing is not None and existing.get("config_key") != meta["config_key"]:
+                raise CacheExistsError(
+                    f"{loc.url} holds a cache made with other settings "
+                    f"({_diff(existing.get('config', {}), meta.get('config', {}))}); "
+                    "use --overwrite to replace it or choose another --out"
+                )
+            if existing is None:
+                _create_group(loc, meta)
+            else:
+                meta = existing
+            # Idempotent: a crash during creation leaves a group that this completes.
+            _ensure_arrays(loc, meta, specs, compressor)
             manifest = Manifest(loc)
-            rec = Record(name=record_name("tables"), chunk=None, rows=None)
-            for key, table in tables.items():
-                data = write_table(loc, key, table)
-                rec.entries[key] = Entry(key=key, nbytes=len(data), sha256=sha256(data))
-            manifest.write(rec)
+            if record_name("tables") not in manifest.records:
+                rec = Record(name=record_name("tables"), chunk=None, rows=None)
+                for key, table in tables.items():
+                    data = write_table(loc, key, table)
+                    rec.entries[key] = Entry(key=key, nbytes=len(data), sha256=sha256(data))
+                manifest.write(rec)
             return cls(loc, lock, meta, specs)
         except BaseException:
             lock.release()
@@ -265,17 +269,25 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
 
 
-def _create(
+def _create_group(loc: Location, meta: dict[str, Any]) -> None:
+    import zarr
+
+    # mode "a", never "w": "w" would delete the lock file we hold.
+    group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="a")
+    group.attrs[ATTR] = meta
+
+
+def _ensure_arrays(
     loc: Location, meta: dict[str, Any], specs: Sequence[ArraySpec], compressor: str
 ) -> None:
     import zarr
 
-    group = zarr.open_group(
-        store=loc.zarr_store(read_only=False), mode="w", attributes={ATTR: meta}
-    )
+    group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="r+")
     codec = _compressor(compressor)
     chunk_size = int(meta["chunk_size"])
     for spec in specs:
+        if loc.exists(f"{spec.path}/zarr.json"):
+            continue
         group.create_array(
             spec.path,
             shape=spec.shape,
@@ -283,7 +295,7 @@ def _create(
             dtype=spec.dtype,
             compressors=codec,
             fill_value=0,
-            config={"write_empty_chunks": True},
+            overwrite=True,
         )
 
 

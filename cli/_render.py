@@ -1,0 +1,93 @@
+"""Output helpers of the CLI: one error line, progress bars on stderr, results on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from softlabels.errors import SoftlabelsError
+
+__all__ = ["err", "errors_to_exit", "out", "print_json", "progress_bar"]
+
+# file=None: Rich looks sys.stdout/sys.stderr up at write time (so test runners can swap them).
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def abort(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line on stderr and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Expected errors become one stderr line and their exit code; bugs keep their traceback."""
+    try:
+        yield
+    except SoftlabelsError as exc:
+        raise abort(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise abort(
+            "interrupted; committed work is kept, rerun the same command to resume", 130
+        ) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr; yields ``update(done, total)``."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(description, total=None, info="")
+
+        def update(done: int, total: int, info: str = "") -> None:
+            progress.update(task, completed=done, total=total, info=info)
+
+        yield update
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,212 @@
+"""Cache commands: ``dump``, ``inspect``, ``verify``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from softlabels.cli._render import errors_to_exit, human_bytes, out, print_json, progress_bar
+
+__all__ = ["register"]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def dump(
+    dataset: Annotated[str, typer.Option(help="Dataset spec, e.g. mnist1d-lt:imb=100.")],
+    teacher: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=MODEL (checkpoint, tv:NAME@w.pt, ts:FILE, py:MOD:FN); repeatable."
+        ),
+    ],
+    out_: Annotated[str, typer.Option("--out", help="Cache location: a folder or an fsspec URL.")],
+    views: Annotated[
+        int,
+        typer.Option(help="0: one clean view (eval transform); K >= 1: K seeded augmented views."),
+    ] = 0,
+    features: Annotated[bool, typer.Option(help="Also store penultimate features.")] = True,
+    dtype: Annotated[str, typer.Option(help="float16 or float32.")] = "float16",
+    chunk_size: Annotated[
+        int, typer.Option(help="Rows per chunk (the unit of commit and resume).")
+    ] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 256,
+    split: Annotated[str, typer.Option(help="Dataset split to dump: train or test.")] = "train",
+    strength: Annotated[
+        str, typer.Option(help="Augmentation of views: standard or strong.")
+    ] = "standard",
+    compressor: Annotated[str, typer.Option(help="zstd, blosc or none.")] = "zstd",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the view seeds.")] = 0,
+    workers: Annotated[int, typer.Option(help="Threads that load input batches ahead.")] = 2,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a cache made with other settings.")
+    ] = False,
+    break_lock: Annotated[
+        bool, typer.Option(help="Clear a stale lock left by a dead process.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run teachers once over a dataset and write their logits (and features) to a cache."""
+    with errors_to_exit():
+        from softlabels.teachers import DumpConfig, parse_teacher
+        from softlabels.teachers import dump as run_dump
+
+        config = DumpConfig(
+            dataset=dataset,
+            teachers=tuple(parse_teacher(t) for t in teacher),
+            views=views,
+            features=features,
+            dtype=dtype,
+            chunk_size=chunk_size,
+            batch_size=batch_size,
+            seed=seed,
+            split=split,
+            strength=strength,
+            compressor=compressor,
+        )
+        with progress_bar("dump", enabled=not json_) as update:
+            result = run_dump(
+                config,
+                out_,
+                device=device,
+                overwrite=overwrite,
+                break_lock=break_lock,
+                workers=workers,
+                progress=update,
+            )
+    data = result.to_dict()
+    if json_:
+        print_json(data)
+        return
+    if result.status == "complete":
+        out.print(f"{result.url} is already complete: nothing to do.")
+        return
+    table = Table(title=f"dump → {result.url}", show_header=False)
+    table.add_row("status", result.status)
+    table.add_row(
+        "samples x views x classes",
+        f"{result.num_samples} x {result.num_views} x {result.num_classes}",
+    )
+    table.add_row("teachers", ", ".join(result.teachers))
+    table.add_row("chunks written", f"{result.chunks_written} of {result.chunks_total}")
+    table.add_row("size on disk", human_bytes(result.bytes_on_disk))
+    table.add_row("time", f"{result.seconds:.1f} s")
+    out.print(table)
+
+
+def inspect(
+    cache: Annotated[str, typer.Argument(help="Cache location.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Describe a cache: shape, teachers, dtypes, sizes, completeness, class counts."""
+    with errors_to_exit():
+        from softlabels import open_cache
+        from softlabels.inspection import describe
+
+        info = describe(open_cache(cache))
+    if json_:
+        print_json(info)
+        return
+    _render_describe(info)
+
+
+def _render_describe(info: dict[str, Any]) -> None:
+    head = Table(title=f"cache {info['url']}", show_header=False)
+    head.add_row("dataset", f"{info['dataset']['spec']} ({info['dataset']['split']} split)")
+    head.add_row("N x V x C", f"{info['N']} x {info['V']} x {info['C']}")
+    views = info.get("views") or {}
+    head.add_row(
+        "views", f"{views.get('mode')} (count {views.get('count')}, seed {views.get('seed')})"
+    )
+    head.add_row("chunks", f"{info['chunks']} of {info['chunk_size']} rows")
+    head.add_row(
+        "size on disk",
+        f"{human_bytes(info['bytes_on_disk'])} ({info['bytes_per_sample']:.1f} B/sample)",
+    )
+    head.add_row("complete", "yes" if info["complete"] else f"no: {info['missing_chunks']}")
+    if "classes" in info:
+        cl = info["classes"]
+        head.add_row(
+            "class counts",
+            f"{cl['counts_max']} … {cl['counts_min']} (imbalance {cl['imbalance']:.1f}); "
+            + ", ".join(f"{k} {v}" for k, v in cl["groups"].items()),
+        )
+    if info.get("tune_tau"):
+        ch = info["tune_tau"].get("choice", {})
+        head.add_row(
+            "tune-tau", f"T={ch.get('tau')} p={ch.get('power')} ({info['tune_tau'].get('teacher')})"
+        )
+    out.print(head)
+    t = Table(title="teachers")
+    for col in (
+        "name",
+        "model",
+        "dtype",
+        "logits",
+        "features",
+        "classifier",
+        "size",
+        "B/sample",
+        "complete",
+    ):
+        t.add_column(col)
+    for tr in info["teachers"]:
+        t.add_row(
+            tr["name"],
+            str(tr["model"]),
+            str(tr["dtype"]),
+            "x".join(map(str, tr["logits_shape"])),
+            "x".join(map(str, tr["features_shape"])) if tr["features_shape"] else "-",
+            str(tr["classifier"] or "-"),
+            human_bytes(tr["bytes_on_disk"]),
+            f"{tr['bytes_per_sample']:.1f}",
+            "yes" if tr["complete"] else "no",
+        )
+    out.print(t)
+
+
+def verify(
+    cache: Annotated[str, typer.Argument(help="Cache location.")],
+    dataset: Annotated[
+        str | None, typer.Option(help="Also check the cache belongs to this dataset spec.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Recompute every chunk checksum, check completeness and the dataset fingerprint.
+
+    Exit 0 when sound, 1 when something is wrong, 2 for usage errors.
+    """
+    with errors_to_exit():
+        from softlabels.inspection import verify as run_verify
+
+        report = run_verify(cache, dataset)
+    if json_:
+        print_json(report)
+    else:
+        if report["ok"]:
+            out.print(
+                f"[green]ok[/]: {report['url']} ({report['files_checked']} files checked, {report['chunks']} chunks)"
+            )
+        else:
+            t = Table(title=f"{report['url']}: {len(report['problems'])} problem(s)")
+            for col in ("kind", "where", "chunk", "message"):
+                t.add_column(col)
+            for p in report["problems"]:
+                t.add_row(
+                    p["kind"],
+                    p["where"],
+                    "-" if p["chunk"] is None else str(p["chunk"]),
+                    p["message"],
+                )
+            out.print(t)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(dump)
+    app.command()(inspect)
+    app.command()(verify)

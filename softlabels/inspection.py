@@ -1,0 +1,105 @@
+"""What ``softlabels inspect`` and ``softlabels verify`` compute, as plain dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from softlabels.errors import FingerprintMismatchError
+from softlabels.metrics import shot_groups
+from softlabels.stores.cache import Cache
+
+__all__ = ["describe", "verify"]
+
+
+def describe(cache: Cache) -> dict[str, Any]:
+    """Shape, teachers, dtypes, sizes on disk, completeness and class counts of a cache."""
+    n = cache.num_samples
+    total = cache.nbytes_on_disk()
+    counts = cache.class_counts if cache.is_complete() or _labels_committed(cache) else None
+    teachers = []
+    for name in cache.teacher_names:
+        t = cache.teacher(name)
+        info = t.info
+        size = cache.nbytes_on_disk(f"teachers/{name}")
+        teachers.append(
+            {
+                "name": name,
+                "model": info.get("model"),
+                "dtype": info.get("dtype"),
+                "logits_shape": list(t.logits.shape),
+                "features_shape": list(t.features.shape) if t.features is not None else None,
+                "classifier": info.get("classifier_kind") if info.get("classifier") else None,
+                "calibration": info.get("calibration"),
+                "bytes_on_disk": size,
+                "bytes_per_sample": size / max(1, n),
+                "complete": cache.is_complete(name),
+            }
+        )
+    missing = cache.missing_chunks()
+    out: dict[str, Any] = {
+        "url": cache.url,
+        "format": cache.meta["format"],
+        "N": n,
+        "C": cache.num_classes,
+        "V": cache.num_views,
+        "chunk_size": cache.chunk_size,
+        "chunks": cache.num_chunks,
+        "dataset": {k: cache.dataset.get(k) for k in ("spec", "split", "fingerprint", "family")},
+        "views": cache.meta.get("views"),
+        "teachers": teachers,
+        "bytes_on_disk": total,
+        "bytes_per_sample": total / max(1, n),
+        "complete": not missing,
+        "missing_chunks": {k: len(v) for k, v in missing.items()},
+        "tune_tau": cache.meta.get("tune_tau"),
+    }
+    if counts is not None:
+        train_counts = np.asarray(cache.dataset.get("train_counts") or counts)
+        groups = shot_groups(train_counts)
+        out["classes"] = {
+            "counts_min": int(counts.min()),
+            "counts_max": int(counts.max()),
+            "imbalance": float(counts.max() / max(1, counts.min())),
+            "groups": {g: int((groups == g).sum()) for g in ("many", "medium", "few")},
+        }
+    return out
+
+
+def _labels_committed(cache: Cache) -> bool:
+    return not cache.missing_chunks().get("labels")
+
+
+def verify(cache_url: str, dataset: str | None = None) -> dict[str, Any]:
+    """Check every committed chunk's checksum, completeness and (optionally) the dataset."""
+    cache = Cache(cache_url)
+    problems = [p.to_dict() for p in cache.verify()]
+    fingerprint: dict[str, Any] | None = None
+    if dataset is not None:
+        from softlabels import check_dataset
+        from softlabels.data import load_dataset
+
+        ds = load_dataset(dataset)
+        split = str(cache.dataset.get("split", "train"))
+        fingerprint = {
+            "cache": cache.fingerprint,
+            "dataset": ds.split(split).fingerprint(),
+            "match": True,
+        }
+        try:
+            check_dataset(cache, ds, split)
+        except FingerprintMismatchError as exc:
+            fingerprint["match"] = False
+            problems.append(
+                {"kind": "fingerprint", "where": "dataset", "chunk": None, "message": str(exc)}
+            )
+    checked = sum(len(rec.entries) for rec in cache.manifest.records.values())
+    return {
+        "url": cache.url,
+        "ok": not problems,
+        "files_checked": checked,
+        "chunks": cache.num_chunks,
+        "problems": problems,
+        "fingerprint": fingerprint,
+    }

@@ -1,0 +1,500 @@
+"""``softlabels dump``: run teachers once over a dataset and commit their outputs to a cache.
+
+Chunks are the unit of work and of commitment. Inside a chunk, batches always start at the
+chunk's first row, so a chunk's bytes do not depend on whether the dump was resumed; a
+resumed dump skips committed chunks and rewrites the rest. Writing chunk ``i`` overlaps
+with computing chunk ``i + 1`` (one writer thread), and input batches are prefetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from softlabels.errors import NonFiniteError, UsageError
+
+__all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher", "resolve_device"]
+
+# Bump when the bytes a dump writes for the same inputs change: stops resuming old caches.
+DUMP_ALGORITHM = 1
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+DTYPES = ("float16", "float32")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher of a dump: the name it gets in the cache and the model spec to load."""
+
+    name: str
+    model: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise UsageError(
+                f"Expected a teacher name of letters, digits, '_', '.', '-', got {self.name!r}"
+            )
+        if not self.model:
+            raise UsageError(f"Expected a model spec for teacher {self.name!r}, got nothing")
+
+
+def parse_teacher(text: str) -> TeacherSpec:
+    """``NAME=MODEL`` -> TeacherSpec."""
+    name, sep, model = text.partition("=")
+    if not sep:
+        raise UsageError(f"Expected --teacher NAME=MODEL, got {text!r}")
+    return TeacherSpec(name.strip(), model.strip())
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """Everything that determines the bytes of a cache (plus how to compute them)."""
+
+    dataset: str
+    teachers: tuple[TeacherSpec, ...]
+    views: int = 0
+    features: bool = True
+    dtype: str = "float16"
+    chunk_size: int = 1024
+    batch_size: int = 256
+    seed: int = 0
+    split: str = "train"
+    strength: str = "standard"
+    compressor: str = "zstd"
+
+    def __post_init__(self) -> None:
+        if not self.teachers:
+            raise UsageError("Expected at least one --teacher NAME=MODEL, got none")
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise UsageError(f"Expected distinct teacher names, got {names}")
+        if self.views < 0:
+            raise UsageError(f"Expected --views >= 0, got {self.views}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"Expected --dtype float16 or float32, got {self.dtype!r}")
+        if self.chunk_size < 1:
+            raise UsageError(f"Expected --chunk-size >= 1, got {self.chunk_size}")
+        if self.batch_size < 1:
+            raise UsageError(f"Expected --batch-size >= 1, got {self.batch_size}")
+        if self.split not in ("train", "test"):
+            raise UsageError(f"Expected --split train or test, got {self.split!r}")
+        if self.strength not in ("standard", "strong"):
+            raise UsageError(f"Expected --strength standard or strong, got {self.strength!r}")
+        if self.compressor not in ("zstd", "blosc", "none"):
+            raise UsageError(f"Expected --compressor zstd, blosc or none, got {self.compressor!r}")
+        if self.seed < 0:
+            raise UsageError(f"Expected --seed >= 0, got {self.seed}")
+
+    @property
+    def num_views(self) -> int:
+        return max(1, self.views)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["teachers"] = [{"name": t.name, "model": t.model} for t in self.teachers]
+        return d
+
+
+@dataclass
+class DumpResult:
+    url: str
+    status: str  # "created", "resumed" or "complete" (nothing to do)
+    num_samples: int
+    num_classes: int
+    num_views: int
+    teachers: list[str]
+    chunks_total: int
+    chunks_written: int
+    seconds: float
+    bytes_on_disk: int
+    fingerprint: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise UsageError(f"Expected --device auto, cpu, cuda or cuda:N, got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {device} asked for, but no CUDA device is available; use --device cpu"
+        )
+    return dev
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_identity(spec: str) -> str:
+    """What makes a model spec's weights unique: file hashes where there are files."""
+    candidates = []
+    if spec.startswith(("ts:", "tv:")):
+        rest = spec[3:]
+        candidates = [rest.split("@", 1)[1]] if "@" in rest else [rest]
+    elif not spec.startswith("py:"):
+        candidates = [spec, os.path.join(spec, "model.pt")]
+    for path in candidates:
+        if os.path.isfile(path):
+            return f"{spec}#sha256={_file_sha256(path)}"
+    return spec
+
+
+def _batches(start: int, stop: int, size: int) -> Iterator[np.ndarray]:
+    for b in range(start, stop, size):
+        yield np.arange(b, min(stop, b + size), dtype=np.int64)
+
+
+def dump(
+    config: DumpConfig,
+    out: str,
+    *,
+    device: str = "auto",
+    overwrite: bool = False,
+    break_lock: bool = False,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> DumpResult:
+    """Run every teacher of ``config`` over the dataset split and write (or finish) the cache."""
+    import pyarrow as pa
+
+    import softlabels
+    from softlabels.data import load_dataset, view_seeds
+    from softlabels.metrics import shot_groups
+    from softlabels.models import load_model
+    from softlabels.stores.cache import FORMAT_VERSION, ArraySpec, Cache, CacheWriter
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    ds = load_dataset(config.dataset)
+    split = ds.split(config.split)
+    n, c, v = len(split), ds.num_classes, config.num_views
+    if config.views > 0 and ds.recipe.get("kind") == "none":
+        raise UsageError(
+            f"dataset {ds.spec} has no augmentation recipe, so augmented views would all be the "
+            "clean input; use --views 0"
+        )
+
+    # Teachers: load, probe output and feature sizes on one batch.
+    probe = ds.clean(split.load(np.arange(min(2, n)))).to(dev)
+    models: dict[str, Any] = {}
+    tinfo: dict[str, dict[str, Any]] = {}
+    for i, t in enumerate(config.teachers):
+        lm = load_model(t.model, num_classes=c, in_channels=int(probe.shape[1]), device=str(dev))
+        with torch.inference_mode():
+            logits, feats = lm.forward(probe)
+        if logits.shape[-1] != c:
+            raise UsageError(
+                f"teacher {t.name!r} ({t.model}) outputs {logits.shape[-1]} classes, the dataset has {c}"
+            )
+        want_feats = config.features and feats is not None
+        cls_w = lm.classifier() if want_feats else None
+        tinfo[t.name] = {
+            "order": i,
+            "model": t.model,
+            "model_id": model_identity(t.model),
+            "arch": lm.arch,
+            "dtype": config.dtype,
+            "features": bool(want_feats),
+            "feature_dim": int(feats.shape[-1]) if want_feats else None,
+            "classifier": cls_w is not None,
+            "classifier_kind": lm.arch.get("classifier", "linear"),
+            "cosine_scale": lm.arch.get("cosine_scale"),
+            "calibration": None,
+        }
+        models[t.name] = (lm, cls_w)
+
+    cfg = config.to_dict()
+    key_doc = {
+        "config": {
+            k: cfg[k]
+            for k in (
+                "dataset",
+                "views",
+                "features",
+                "dtype",
+                "chunk_size",
+                "seed",
+                "split",
+                "strength",
+                "compressor",
+            )
+        },
+        "teachers": {k: v_["model_id"] for k, v_ in tinfo.items()},
+        "fingerprint": split.fingerprint(),
+        "format": FORMAT_VERSION,
+        "algorithm": DUMP_ALGORITHM,
+    }
+    config_key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
+    counts = ds.class_counts("train")
+    meta = {
+        "format": FORMAT_VERSION,
+        "N": n,
+        "C": c,
+        "V": v,
+        "chunk_size": config.chunk_size,
+        "config_key": config_key,
+        "config": {k: cfg[k] for k in key_doc["config"]} | {"teachers": cfg["teachers"]},
+        "dataset": {
+            "spec": ds.spec,
+            "name": ds.name,
+            "split": config.split,
+            "fingerprint": split.fingerprint(),
+            "family": ds.family,
+            "recipe": ds.recipe,
+            "train_counts": [int(x) for x in counts],
+        },
+        "class_names": list(ds.class_names),
+        "teachers": tinfo,
+        "views": {
+            "mode": "clean" if config.views == 0 else "augmented",
+            "count": config.views,
+            "seed": config.seed,
+            "strength": config.strength if config.views else None,
+            "recipe": ds.recipe,
+            "mixup": None,
+        },
+        "created": {"softlabels": softlabels.__version__, "torch": torch.__version__.split("+")[0]},
+        "tune_tau": None,
+    }
+    specs = [ArraySpec("labels", (n,), "int32"), ArraySpec("views/seed", (n, v), "uint64")]
+    for name, info in tinfo.items():
+        specs.append(ArraySpec(f"teachers/{name}/logits", (n, v, c), config.dtype))
+        if info["features"]:
+            d = info["feature_dim"]
+            specs.append(ArraySpec(f"teachers/{name}/features", (n, v, d), config.dtype))
+        if info["classifier"]:
+            specs.append(
+                ArraySpec(
+                    f"teachers/{name}/classifier/weight",
+                    (c, info["feature_dim"]),
+                    "float32",
+                    by_row=False,
+                )
+            )
+            specs.append(
+                ArraySpec(f"teachers/{name}/classifier/bias", (c,), "float32", by_row=False)
+            )
+    groups = shot_groups(counts)
+    tables = {
+        "samples.parquet": pa.table(
+            {
+                "row": pa.array(np.arange(n), pa.int64()),
+                "sample_id": pa.array(split.ids, pa.string()),
+                "label": pa.array(split.labels, pa.int32()),
+                "split": pa.array([config.split] * n, pa.string()),
+            }
+        ),
+        "classes.parquet": pa.table(
+            {
+                "class_id": pa.array(np.arange(c), pa.int32()),
+                "name": pa.array(ds.class_names, pa.string()),
+                "train_count": pa.array(counts, pa.int64()),
+                "shot_group": pa.array(groups.tolist(), pa.string()),
+            }
+        ),
+    }
+
+    writer = CacheWriter.open(
+        out,
+        meta=meta,
+        specs=specs,
+        tables=tables,
+        overwrite=overwrite,
+        break_lock=break_lock,
+        compressor=config.compressor,
+    )
+    with writer:
+        pending = writer.pending_chunks()
+        status = (
+            "created"
+            if len(pending) == writer.num_chunks
+            else ("resumed" if pending else "complete")
+        )
+        if not writer.static_done():
+            writer.write_static(
+                {
+                    path: arr
+                    for name, (_lm, cls_w) in models.items()
+                    if cls_w is not None
+                    for path, arr in (
+                        (
+                            f"teachers/{name}/classifier/weight",
+                            cls_w[0].detach().float().cpu().numpy(),
+                        ),
+                        (
+                            f"teachers/{name}/classifier/bias",
+                            cls_w[1].detach().float().cpu().numpy(),
+                        ),
+                    )
+                }
+            )
+        done_rows = n - sum(writer.rows(ch)[1] - writer.rows(ch)[0] for ch in pending)
+        if progress:
+            progress(done_rows, n)
+        commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="softlabels-commit")
+        load_pool = ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="softlabels-load"
+        )
+        in_flight: Future[None] | None = None
+        try:
+            for chunk in pending:
+                start, stop = writer.rows(chunk)
+                data = _run_chunk(
+                    ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
+                )
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = commit_pool.submit(writer.write_chunk, chunk, data)
+                done_rows += stop - start
+                if progress:
+                    progress(done_rows, n)
+            if in_flight is not None:
+                in_flight.result()
+                in_flight = None
+        finally:
+            if in_flight is not None:
+                # Never lose a chunk that was computed: finish its commit before leaving.
+                in_flight.result()
+            commit_pool.shutdown(wait=True)
+            load_pool.shutdown(wait=True, cancel_futures=True)
+    size = Cache(out).nbytes_on_disk()
+    return DumpResult(
+        url=writer.loc.url,
+        status=status,
+        num_samples=n,
+        num_classes=c,
+        num_views=v,
+        teachers=list(tinfo),
+        chunks_total=writer.num_chunks,
+        chunks_written=len(pending),
+        seconds=time.perf_counter() - t0,
+        bytes_on_disk=size,
+        fingerprint=split.fingerprint(),
+        extra={"device": str(dev), "views_mode": meta["views"]["mode"]},  # type: ignore[index]
+    )
+
+
+def _run_chunk(
+    ds: Any,
+    split: Any,
+    models: dict[str, Any],
+    tinfo: dict[str, dict[str, Any]],
+    config: DumpConfig,
+    start: int,
+    stop: int,
+    dev: torch.device,
+    pool: ThreadPoolExecutor,
+    view_seeds: Callable[..., np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite)."""
+    rows = np.arange(start, stop, dtype=np.int64)
+    v = config.num_views
+    seeds = (
+        view_seeds(config.seed, rows, v)
+        if config.views > 0
+        else np.zeros((len(rows), 1), np.uint64)
+    )
+    np_dtype = np.dtype(config.dtype)
+    out: dict[str, np.ndarray] = {
+        "labels": split.labels[start:stop].astype(np.int32),
+        "views/seed": seeds.astype(np.uint64),
+    }
+    for name, info in tinfo.items():
+        c = int(ds.num_classes)
+        out[f"teachers/{name}/logits"] = np.empty((len(rows), v, c), np_dtype)
+        if info["features"]:
+            out[f"teachers/{name}/features"] = np.empty(
+                (len(rows), v, info["feature_dim"]), np_dtype
+            )
+
+    batches = list(_batches(start, stop, config.batch_size))
+    queue: deque[Future[torch.Tensor]] = deque()
+    ahead = 2
+    for idx in batches[:ahead]:
+        queue.append(pool.submit(split.load, idx))
+    for b, idx in enumerate(batches):
+        raw = queue.popleft().result()
+        if b + ahead < len(batches):
+            queue.append(pool.submit(split.load, batches[b + ahead]))
+        raw = raw.to(dev, non_blocking=True)
+        lo, hi = idx[0] - start, idx[-1] + 1 - start
+        for view in range(v):
+            x = (
+                ds.clean(raw)
+                if config.views == 0
+                else ds.augment(raw, seeds[lo:hi, view], strength=config.strength)
+            )
+            # Casting to float16 turns values beyond its range into Inf; the check below names them.
+            with torch.inference_mode(), np.errstate(over="ignore", invalid="ignore"):
+                for name, (lm, _cls) in models.items():
+                    logits, feats = lm.forward(x)
+                    # .cpu() is the one device sync per batch and teacher.
+                    out[f"teachers/{name}/logits"][lo:hi, view] = logits.float().cpu().numpy()
+                    if tinfo[name]["features"]:
+                        out[f"teachers/{name}/features"][lo:hi, view] = feats.float().cpu().numpy()
+    for name in tinfo:
+        arr = out[f"teachers/{name}/logits"]
+        bad = ~np.isfinite(arr).reshape(len(rows), -1).all(axis=1)
+        if bad.any():
+            ids = [split.ids[start + int(i)] for i in np.flatnonzero(bad)]
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            hint = (
+                " (the values overflow float16; use --dtype float32)"
+                if np_dtype == np.float16
+                and _finite_in_fp32(
+                    models[name][0], ds, split, config, start, rows[bad], seeds, dev
+                )
+                else ""
+            )
+            raise NonFiniteError(
+                f"teacher {name!r} produced NaN/Inf logits for {len(ids)} sample(s): {shown}{hint}; "
+                f"rows before {start} stay committed"
+            )
+    return out
+
+
+def _finite_in_fp32(
+    lm: Any,
+    ds: Any,
+    split: Any,
+    config: DumpConfig,
+    start: int,
+    bad_rows: np.ndarray,
+    seeds: np.ndarray,
+    dev: torch.device,
+) -> bool:
+    raw = split.load(bad_rows[:8]).to(dev)
+    with torch.inference_mode():
+        for view in range(config.num_views):
+            x = (
+                ds.clean(raw)
+                if config.views == 0
+                else ds.augment(raw, seeds[bad_rows[:8] - start, view], strength=config.strength)
+            )
+            logits, _ = lm.forward(x)
+            if not torch.isfinite(logits).all():
+                return False
+    return True
