@@ -13,6 +13,7 @@ __all__ = [
     "CacheLockedError",
     "CacheNotFoundError",
     "ChecksumMismatchError",
+    "DivergedError",
     "FingerprintMismatchError",
     "IncompleteCacheError",
     "NonFiniteError",
@@ -66,3 +67,9 @@ class FingerprintMismatchError(UsageError):
 
 class NonFiniteError(SoftlabelsError, FloatingPointError):
     """NaN or Inf where finite numbers are required (teacher outputs, losses)."""
+
+
+class DivergedError(NonFiniteError):
+    """A training loss became NaN/Inf; the run stopped (its checkpoints before stay)."""
+
+    exit_code = 1

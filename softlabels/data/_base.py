@@ -50,7 +50,9 @@ class Split:
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if len(self.ids) != len(self.labels):
-            raise ValueError(f"Expected as many ids as labels, got {len(self.ids)} and {len(self.labels)}")
+            raise ValueError(
+                f"Expected as many ids as labels, got {len(self.ids)} and {len(self.labels)}"
+            )
         if (self.array is None) == (self.loader is None):
             raise ValueError("Expected exactly one of array or loader")
 
@@ -111,7 +113,9 @@ class Dataset:
 
         return clean(raw, self.recipe)
 
-    def augment(self, raw: torch.Tensor, seeds: np.ndarray, strength: str = "standard") -> torch.Tensor:
+    def augment(
+        self, raw: torch.Tensor, seeds: np.ndarray, strength: str = "standard"
+    ) -> torch.Tensor:
         """Seeded training augmentation + normalisation of a raw batch (any device)."""
         from softlabels.data.augment import augment
 

@@ -1,0 +1,151 @@
+"""Training batches: sampled, loaded and augmented once, then shared by every student.
+
+Small datasets (the whole raw split fits comfortably) live on the device and are indexed
+there; larger ones are loaded batch by batch by a thread pool ahead of use. Augmentation
+is the dataset's seeded batched recipe, so it runs wherever the batch is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from softlabels.data import Dataset, view_seeds
+from softlabels.engine.samplers import Sampler
+
+__all__ = ["Batch", "BatchStream", "epoch_seed", "predict"]
+
+DEVICE_RESIDENT_BYTES = 2 << 30  # raw splits up to 2 GiB are kept on the device
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Base seed of the augmentation of one epoch (a hash of seed and epoch)."""
+    return int(view_seeds(seed, np.array([epoch]), 1)[0, 0])
+
+
+@dataclass
+class Batch:
+    epoch: int
+    step: int  # step within the epoch
+    rows: np.ndarray  # dataset rows of this batch
+    x: torch.Tensor  # model inputs on the device
+    y: torch.Tensor  # labels on the device
+    seeds: np.ndarray | None = None  # augmentation seed of each sample (None: clean inputs)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchStream:
+    """The batches of each epoch for a sampler, loaded and augmented once."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: Sampler,
+        *,
+        batch_size: int,
+        device: torch.device,
+        augment: bool = True,
+        strength: str = "standard",
+        seed: int = 0,
+        workers: int = 2,
+        view_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.split = dataset.train
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.device = device
+        self.augment = augment
+        self.strength = strength
+        self.seed = seed
+        self.workers = workers
+        # view_fn(rows, epoch) -> uint64 seeds: replay cached views instead of fresh ones.
+        self.view_fn = view_fn
+        self._resident: torch.Tensor | None = None
+        arr = self.split.array
+        if arr is not None and arr.nbytes <= DEVICE_RESIDENT_BYTES:
+            self._resident = torch.from_numpy(np.ascontiguousarray(arr)).to(device)
+        self._labels = torch.as_tensor(self.split.labels, device=device)
+
+    def steps_per_epoch(self) -> int:
+        n = len(self.sampler)
+        return max(1, n // self.batch_size) if n >= self.batch_size else 1
+
+    def _index_batches(self, epoch: int) -> list[np.ndarray]:
+        order = self.sampler.epoch(epoch)
+        n = len(order)
+        if n < self.batch_size:
+            return [order]
+        # Drop the last partial batch: a batch of 1 breaks batch norm, and the sampler
+        # reshuffles every epoch, so no sample is dropped systematically.
+        return [
+            order[i : i + self.batch_size]
+            for i in range(0, n - self.batch_size + 1, self.batch_size)
+        ]
+
+    def _load(self, rows: np.ndarray) -> torch.Tensor:
+        if self._resident is not None:
+            return self._resident[torch.as_tensor(rows, device=self.device)]
+        return self.split.load(rows).to(self.device, non_blocking=True)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        batches = self._index_batches(epoch)
+        base = epoch_seed(self.seed, epoch)
+        pool = ThreadPoolExecutor(max(1, self.workers)) if self._resident is None else None
+        queue: deque[Future[torch.Tensor]] = deque()
+        try:
+            if pool is not None:
+                for rows in batches[:2]:
+                    queue.append(pool.submit(self.split.load, rows))
+            for step, rows in enumerate(batches):
+                if pool is not None:
+                    raw = queue.popleft().result().to(self.device, non_blocking=True)
+                    if step + 2 < len(batches):
+                        queue.append(pool.submit(self.split.load, batches[step + 2]))
+                else:
+                    raw = self._load(rows)
+                seeds = None
+                if self.augment:
+                    seeds = (
+                        self.view_fn(rows, epoch)
+                        if self.view_fn
+                        else view_seeds(base, rows, 1)[:, 0]
+                    )
+                    x = self.dataset.augment(raw, seeds, strength=self.strength)
+                else:
+                    x = self.dataset.clean(raw)
+                y = self._labels[torch.as_tensor(rows, device=self.device)]
+                yield Batch(epoch=epoch, step=step, rows=rows, x=x, y=y, seeds=seeds)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    split: str = "test",
+    *,
+    device: torch.device,
+    batch_size: int = 512,
+    forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Logits of ``model`` on a split's clean inputs, as float32 [N, C]."""
+    part = dataset.split(split)
+    was_training = model.training
+    model.eval()
+    outs = []
+    for start in range(0, len(part), batch_size):
+        rows = np.arange(start, min(len(part), start + batch_size))
+        x = dataset.clean(part.load(rows).to(device))
+        z = forward(model, x) if forward is not None else model(x)
+        outs.append(z.float().cpu())  # sync: one per batch
+    model.train(was_training)
+    return torch.cat(outs).numpy() if outs else np.zeros((0, dataset.num_classes), np.float32)

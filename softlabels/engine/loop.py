@@ -1,0 +1,203 @@
+"""The training loop: several students, one pass over the batches, resumable per student.
+
+A student is a model, its optimiser and schedule, and a step function (the method) that
+turns a batch into ``{"loss": ..., <named parts>}``. Every batch of the shared stream is
+fed to every active student. A student whose loss becomes NaN/Inf stops (student, epoch
+and step recorded); the others go on. Each student's state is saved atomically after each
+epoch, and since samplers and augmentation depend only on (seed, epoch), a resumed run
+ends with the same weights as an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from softlabels.engine.inputs import Batch, BatchStream
+from softlabels.engine.optim import OptimConfig, build_optimizer, lr_factor
+
+__all__ = ["Student", "fit", "flatten_metrics"]
+
+StepFn = Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]
+EvalFn = Callable[[torch.nn.Module], dict[str, Any]]
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Student:
+    name: str
+    model: torch.nn.Module
+    optim: OptimConfig
+    epochs: int
+    step_fn: StepFn
+    evaluate_fn: EvalFn | None = None
+    out_dir: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # resolved config, saved with state
+    # runtime state
+    optimizer: torch.optim.Optimizer | None = None
+    epochs_done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    diverged: dict[str, Any] | None = None
+    extra_params: list[torch.nn.Parameter] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        params = list(self.model.parameters()) + list(self.extra_params)
+        self.optimizer = build_optimizer([p for p in params if p.requires_grad], self.optim)
+
+    @property
+    def active(self) -> bool:
+        return self.diverged is None and self.epochs_done < self.epochs
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.out_dir / "state.pt" if self.out_dir else None
+
+    def save_state(self) -> None:
+        if self.state_path is None:
+            return
+        assert self.optimizer is not None
+        state = {
+            "epochs_done": self.epochs_done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": json.dumps(self.history),
+            "diverged": json.dumps(self.diverged),
+            "config": json.dumps(self.config, sort_keys=True),
+        }
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+
+    def try_resume(self) -> bool:
+        """Load the saved state when it exists and was made with the same config."""
+        path = self.state_path
+        if path is None or not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["config"] != json.dumps(self.config, sort_keys=True):
+            return False
+        self.model.load_state_dict(state["model"])
+        assert self.optimizer is not None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epochs_done = int(state["epochs_done"])
+        self.history = json.loads(state["history"])
+        self.diverged = json.loads(state["diverged"])
+        return True
+
+
+def flatten_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """top1, ece and group accuracies as flat columns (per_class stays out)."""
+    row: dict[str, Any] = {"top1": metrics.get("top1"), "ece": metrics.get("ece")}
+    groups = metrics.get("groups") or {}
+    for k, v in groups.items():
+        row["group_definition" if k == "definition" else k] = v
+    for k, v in metrics.items():
+        if k not in ("top1", "ece", "groups", "per_class", "num_samples") and isinstance(
+            v, int | float | str
+        ):
+            row[k] = v
+    return row
+
+
+def _amp(device: torch.device) -> Any:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def fit(
+    students: list[Student],
+    stream: BatchStream,
+    *,
+    eval_every: int = 1,
+    progress: Progress | None = None,
+    on_epoch_end: Callable[[Student], None] | None = None,
+) -> list[Student]:
+    """Train every student for its epochs over the shared stream."""
+    device = stream.device
+    steps_per_epoch = stream.steps_per_epoch()
+    for s in students:
+        s.model.to(device)
+        if device.type == "cuda":
+            s.model.to(memory_format=torch.channels_last)
+    last_epoch = max((s.epochs for s in students), default=0)
+    first_epoch = min((s.epochs_done for s in students if s.active), default=last_epoch)
+    for epoch in range(first_epoch, last_epoch):
+        todo = [s for s in students if s.active and s.epochs_done == epoch]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        sums = {s.name: torch.zeros((), device=device) for s in todo}
+        counts = dict.fromkeys(sums, 0)
+        for s in todo:
+            s.model.train()
+        for batch in stream.epoch(epoch):
+            x = batch.x
+            if device.type == "cuda" and x.ndim == 4:
+                batch.x = x.contiguous(memory_format=torch.channels_last)
+            for s in todo:
+                if s.diverged is not None:
+                    continue
+                assert s.optimizer is not None
+                global_step = epoch * steps_per_epoch + batch.step
+                factor = lr_factor(
+                    global_step, s.epochs * steps_per_epoch, steps_per_epoch, s.optim
+                )
+                for group in s.optimizer.param_groups:
+                    group["lr"] = s.optim.lr * factor
+                with _amp(device):
+                    parts = s.step_fn(s.model, batch)
+                loss = parts["loss"]
+                # Sync point: one bool per step and student, so divergence is caught at its step.
+                if not bool(torch.isfinite(loss)):
+                    s.diverged = {"epoch": epoch, "step": batch.step, "loss": str(float(loss))}
+                    continue
+                s.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                s.optimizer.step()
+                sums[s.name] += loss.detach().float()
+                counts[s.name] += 1
+            if progress:
+                progress(
+                    {
+                        "epoch": epoch,
+                        "step": batch.step + 1,
+                        "steps": steps_per_epoch,
+                        "students": todo,
+                    }
+                )
+        seconds = time.perf_counter() - t0
+        for s in todo:
+            if s.diverged is not None:
+                s.save_state()
+                if on_epoch_end:
+                    on_epoch_end(s)
+                continue
+            s.epochs_done = epoch + 1
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "student": s.name,
+                "loss": float(sums[s.name]) / max(1, counts[s.name]),
+                "lr": s.optimizer.param_groups[0]["lr"] if s.optimizer else math.nan,
+                "seconds": seconds,
+            }
+            if s.evaluate_fn is not None and (
+                s.epochs_done % eval_every == 0 or s.epochs_done == s.epochs
+            ):
+                metrics = s.evaluate_fn(s.model)
+                row.update(flatten_metrics(metrics))
+                row["_per_class"] = metrics.get("per_class")
+            s.history.append(row)
+            s.save_state()
+            if on_epoch_end:
+                on_epoch_end(s)
+    return students

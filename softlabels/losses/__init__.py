@@ -1,0 +1,21 @@
+"""Loss functions of every method, one module per method, and the registry the engine uses.
+
+Each public function takes keyword arguments named as in METHODS.md (``student_logits``,
+``teacher_logits``, ``labels``, ``class_counts``, ``tau``, ``power``, ``alpha``, ``beta``
+...), validates its hyper-parameters and returns a scalar tensor.
+"""
+
+from softlabels.losses._registry import LossInfo, get_loss, is_loss, list_losses, register_loss
+from softlabels.losses.baselines import bsce, ce, effective_number_weights, ldam
+
+__all__ = [
+    "LossInfo",
+    "bsce",
+    "ce",
+    "effective_number_weights",
+    "get_loss",
+    "is_loss",
+    "ldam",
+    "list_losses",
+    "register_loss",
+]
