@@ -56,8 +56,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from softlabels.cli import cache_cmds
+    from softlabels.cli import cache_cmds, train_cmds
 
+    train_cmds.register(app)
     cache_cmds.register(app)
 
 

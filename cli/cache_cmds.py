@@ -18,9 +18,7 @@ def dump(
     dataset: Annotated[str, typer.Option(help="Dataset spec, e.g. mnist1d-lt:imb=100.")],
     teacher: Annotated[
         list[str],
-        typer.Option(
-            help="NAME=MODEL (checkpoint, tv:NAME@w.pt, ts:FILE, py:MOD:FN); repeatable."
-        ),
+        typer.Option(help="NAME=MODEL (checkpoint, tv:NAME@w.pt, ts:FILE, py:MOD:FN); repeatable."),
     ],
     out_: Annotated[str, typer.Option("--out", help="Cache location: a folder or an fsspec URL.")],
     views: Annotated[
