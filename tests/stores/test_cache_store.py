@@ -163,7 +163,7 @@ def test_stale_lock_needs_break_lock(tmp_path) -> None:
     (tmp_path / "c.slc" / LOCK_KEY).write_text(
         json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()})
     )
-    with pytest.raises(CacheLockedError, match="stale lock.*--break-lock"):
+    with pytest.raises(CacheLockedError, match=r"stale lock.*--break-lock"):
         CacheWriter.open(url, meta=_meta(), specs=SPECS, tables=TABLES)
     CacheWriter.open(url, meta=_meta(), specs=SPECS, tables=TABLES, break_lock=True).close()
     assert not (tmp_path / "c.slc" / LOCK_KEY).exists()
