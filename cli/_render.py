@@ -76,13 +76,23 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(description, total=None, info="")
+    # Started on the first update, so errors raised before any work print no empty bar.
+    progress = Progress(*columns, console=err, transient=False)
+    task = progress.add_task(description, total=None, info="")
+    started = False
 
-        def update(done: int, total: int, info: str = "") -> None:
-            progress.update(task, completed=done, total=total, info=info)
+    def update(done: int, total: int, info: str = "") -> None:
+        nonlocal started
+        if not started:
+            progress.start()
+            started = True
+        progress.update(task, completed=done, total=total, info=info)
 
+    try:
         yield update
+    finally:
+        if started:
+            progress.stop()
 
 
 def human_bytes(n: float) -> str:

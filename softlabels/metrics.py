@@ -106,9 +106,11 @@ def expected_calibration_error(
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+    return np.nan_to_num(p, nan=0.0)
 
 
 def evaluate_logits(
@@ -120,7 +122,8 @@ def evaluate_logits(
     n_bins: int = 15,
 ) -> dict[str, Any]:
     """Top-1, per-class accuracy, group accuracies and ECE of predictions ``argmax logits``."""
-    logits = np.asarray(logits, dtype=np.float64)
+    # NaN/Inf logits (a broken model) count as wrong predictions with confidence 0.
+    logits = np.nan_to_num(np.asarray(logits, dtype=np.float64), nan=-np.inf)
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = logits.shape[1]
     pred = logits.argmax(axis=1)

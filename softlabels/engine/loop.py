@@ -108,6 +108,12 @@ def flatten_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _finite_params(model: torch.nn.Module) -> bool:
+    # One sync per epoch and student.
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 def _amp(device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -159,7 +165,11 @@ def fit(
                 loss = parts["loss"]
                 # Sync point: one bool per step and student, so divergence is caught at its step.
                 if not bool(torch.isfinite(loss)):
-                    s.diverged = {"epoch": epoch, "step": batch.step, "loss": str(float(loss))}
+                    s.diverged = {
+                        "epoch": epoch,
+                        "step": batch.step,
+                        "loss": str(float(loss.detach())),
+                    }
                     continue
                 s.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -177,6 +187,13 @@ def fit(
                 )
         seconds = time.perf_counter() - t0
         for s in todo:
+            if s.diverged is None and not _finite_params(s.model):
+                # The last step's update overflowed although its loss was finite.
+                s.diverged = {
+                    "epoch": epoch,
+                    "step": steps_per_epoch - 1,
+                    "loss": "non-finite weights",
+                }
             if s.diverged is not None:
                 s.save_state()
                 if on_epoch_end:

@@ -52,12 +52,26 @@ def write_cifar10(parent: Path, per_class: int) -> tuple[np.ndarray, np.ndarray]
         )
     ty = np.repeat(np.arange(10), 3)
     _dump_like_cifar(
-        {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in ty],
-         b"data": source_images(30, 3), b"filenames": [b"t.png"] * 30},
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [int(v) for v in ty],
+            b"data": source_images(30, 3),
+            b"filenames": [b"t.png"] * 30,
+        },
         folder / "test_batch",
     )
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
-             b"ship", b"truck"]
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     _dump_like_cifar(
         {b"num_cases_per_batch": n // 5, b"label_names": names, b"num_vis": 3072},
         folder / "batches.meta",
@@ -72,21 +86,31 @@ def write_cifar100(parent: Path, per_class: int) -> tuple[np.ndarray, np.ndarray
     y = np.random.default_rng(4).permutation(np.repeat(np.arange(100), per_class))
     x = source_images(n, 5)
     _dump_like_cifar(
-        {b"filenames": [b"f.png"] * n, b"batch_label": b"training batch 1 of 1",
-         b"fine_labels": [int(v) for v in y], b"coarse_labels": [int(v) // 5 for v in y],
-         b"data": x},
+        {
+            b"filenames": [b"f.png"] * n,
+            b"batch_label": b"training batch 1 of 1",
+            b"fine_labels": [int(v) for v in y],
+            b"coarse_labels": [int(v) // 5 for v in y],
+            b"data": x,
+        },
         folder / "train",
     )
     ty = np.arange(100).repeat(2)
     _dump_like_cifar(
-        {b"filenames": [b"f.png"] * 200, b"batch_label": b"testing batch 1 of 1",
-         b"fine_labels": [int(v) for v in ty], b"coarse_labels": [int(v) // 5 for v in ty],
-         b"data": source_images(200, 6)},
+        {
+            b"filenames": [b"f.png"] * 200,
+            b"batch_label": b"testing batch 1 of 1",
+            b"fine_labels": [int(v) for v in ty],
+            b"coarse_labels": [int(v) // 5 for v in ty],
+            b"data": source_images(200, 6),
+        },
         folder / "test",
     )
     _dump_like_cifar(
-        {b"fine_label_names": [f"class{i:03d}".encode() for i in range(100)],
-         b"coarse_label_names": [f"super{i}".encode() for i in range(20)]},
+        {
+            b"fine_label_names": [f"class{i:03d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"super{i}".encode() for i in range(20)],
+        },
         folder / "meta",
     )
     return x, y

@@ -78,8 +78,9 @@ def test_batch_independent_bit_identical(
         assert torch.equal(alone[0], full[i]), (name, strength, i)
     perm = np.array([4, 2, 8, 0, 1, 3, 5, 7, 6])
     assert torch.equal(augment(raw[perm], seeds[perm], recipe, strength), full[perm])
-    doubled = augment(torch.cat([raw, raw[:3]]), np.concatenate([seeds, seeds[:3]]), recipe,
-                      strength)
+    doubled = augment(
+        torch.cat([raw, raw[:3]]), np.concatenate([seeds, seeds[:3]]), recipe, strength
+    )
     assert torch.equal(doubled[:9], full)
     assert torch.equal(doubled[9:], full[:3])
     again = augment(raw, seeds, recipe, strength)
@@ -102,8 +103,9 @@ def test_shapes_and_no_global_rng(name: str, recipe: dict[str, Any], raw: torch.
     assert np.random.get_state()[1].tolist() == np_state[1].tolist()
     assert augment(raw[:0], seeds[:0], recipe).shape == (0, *expected[1:])
     # Seeds as a torch tensor or Python ints work the same.
-    assert torch.equal(augment(raw[:2], [int(s) for s in seeds[:2]], recipe), augment(
-        raw[:2], seeds[:2], recipe))
+    assert torch.equal(
+        augment(raw[:2], [int(s) for s in seeds[:2]], recipe), augment(raw[:2], seeds[:2], recipe)
+    )
 
 
 def test_small_image_geometry() -> None:
@@ -137,8 +139,9 @@ def test_large_image_full_crop_is_plain_resize() -> None:
     recipe["mean"], recipe["std"] = [0.0] * 3, [1.0] * 3
     seeds = view_seeds(2, np.arange(9), 1)[:, 0]
     out = augment(LARGE_RAW, seeds, recipe)
-    ref = F.interpolate(LARGE_RAW.float() / 255, size=(16, 16), mode="bilinear",
-                        align_corners=False)
+    ref = F.interpolate(
+        LARGE_RAW.float() / 255, size=(16, 16), mode="bilinear", align_corners=False
+    )
     kinds = []
     for i in range(9):
         if torch.allclose(out[i], ref[i], atol=1e-5):

@@ -117,24 +117,33 @@ def test_read_image_resize_and_centre_crop(tmp_path: Path, png_writer: PngWriter
     assert tall.shape == (3, 20, 20)
 
 
-def _coco(images: list[tuple[int, str]], anns: list[tuple[int, int]], cats: list[tuple[int, str]]
-          ) -> dict[str, object]:
+def _coco(
+    images: list[tuple[int, str]], anns: list[tuple[int, int]], cats: list[tuple[int, str]]
+) -> dict[str, object]:
     return {
         "images": [{"id": i, "file_name": f, "width": 8, "height": 8} for i, f in images],
-        "annotations": [{"id": k, "image_id": i, "category_id": c}
-                        for k, (i, c) in enumerate(anns)],
+        "annotations": [
+            {"id": k, "image_id": i, "category_id": c} for k, (i, c) in enumerate(anns)
+        ],
         "categories": [{"id": c, "name": n, "supercategory": "x"} for c, n in cats],
     }
 
 
 def test_inat_json(tmp_path: Path, png_writer: PngWriter) -> None:
-    files = ["train_val2018/Plantae/7/a.jpg", "train_val2018/Aves/3/b.jpg",
-             "train_val2018/Plantae/7/c.jpg", "train_val2018/Fungi/11/d.jpg"]
+    files = [
+        "train_val2018/Plantae/7/a.jpg",
+        "train_val2018/Aves/3/b.jpg",
+        "train_val2018/Plantae/7/c.jpg",
+        "train_val2018/Fungi/11/d.jpg",
+    ]
     for k, f in enumerate(files):
         png_writer(tmp_path / f, 9, 9, k)
     cats = [(11, "fungus"), (3, "bird"), (7, "plant")]
-    train = _coco([(100, files[0]), (101, files[1]), (102, files[2]), (103, files[3])],
-                  [(101, 3), (100, 7), (103, 11), (102, 7)], cats)
+    train = _coco(
+        [(100, files[0]), (101, files[1]), (102, files[2]), (103, files[3])],
+        [(101, 3), (100, 7), (103, 11), (102, 7)],
+        cats,
+    )
     val = _coco([(5, files[3]), (6, files[1])], [(5, 11), (6, 3)], cats)
     (tmp_path / "train2018.json").write_text(json.dumps(train))
     (tmp_path / "val2018.json").write_text(json.dumps(val))
@@ -159,8 +168,10 @@ def test_inat_json(tmp_path: Path, png_writer: PngWriter) -> None:
 
 
 def test_imagefolder(tmp_path: Path, png_writer: PngWriter) -> None:
-    for split, counts in (("train", {"cat": 3, "ant": 2, "dog": 1}), ("test", {"cat": 1,
-                                                                               "ant": 1, "dog": 1})):
+    for split, counts in (
+        ("train", {"cat": 3, "ant": 2, "dog": 1}),
+        ("test", {"cat": 1, "ant": 1, "dog": 1}),
+    ):
         for cls, n in counts.items():
             for k in range(n):
                 png_writer(tmp_path / split / cls / f"{k}.png", 10, 12, k)

@@ -33,8 +33,17 @@ BUILTINS = {
 
 def test_public_exports() -> None:
     for name in [
-        "Dataset", "Split", "fingerprint", "load_dataset", "list_datasets", "register_dataset",
-        "parse_dataset_spec", "longtail_counts", "select_longtail", "view_seeds", "augment",
+        "Dataset",
+        "Split",
+        "fingerprint",
+        "load_dataset",
+        "list_datasets",
+        "register_dataset",
+        "parse_dataset_spec",
+        "longtail_counts",
+        "select_longtail",
+        "view_seeds",
+        "augment",
         "clean",
     ]:
         assert name in sd.__all__

@@ -28,10 +28,16 @@ def _trained_like(name: str = "resnet20", **kw: object) -> nn.Module:
 
 def test_round_trip_and_weights_only(tmp_path: Path) -> None:
     model = _trained_like(classifier="cosine", cosine_scale=12.5, ssl_head="rotation")
-    extra = {"epoch": 3, "metrics": {"acc": 0.5, "per_class": [0.1, 0.9]}, "note": None,
-             "ema": torch.ones(2), "flags": (True, False)}
-    path = save_checkpoint(tmp_path / "t1" / "model.pt", model, arch=model.arch_config(),
-                           extra=extra)
+    extra = {
+        "epoch": 3,
+        "metrics": {"acc": 0.5, "per_class": [0.1, 0.9]},
+        "note": None,
+        "ema": torch.ones(2),
+        "flags": (True, False),
+    }
+    path = save_checkpoint(
+        tmp_path / "t1" / "model.pt", model, arch=model.arch_config(), extra=extra
+    )
     assert path == tmp_path / "t1" / "model.pt"
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "softlabels-model" and raw["version"] == 1
@@ -50,8 +56,9 @@ def test_round_trip_and_weights_only(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-        torch.testing.assert_close(loaded.ssl_head(loaded.features(x)),
-                                   model.ssl_head(model.features(x)))
+        torch.testing.assert_close(
+            loaded.ssl_head(loaded.features(x)), model.ssl_head(model.features(x))
+        )
     # A folder holding model.pt works too.
     again, _ = load_checkpoint(tmp_path / "t1")
     assert again.arch_config() == model.arch_config()
@@ -144,12 +151,16 @@ def test_newer_version_and_damaged_checkpoints(tmp_path: Path) -> None:
     torch.save({**raw, "version": 2}, tmp_path / "v2.pt")
     with pytest.raises(SpecError, match=r"version 2.*upgrade softlabels"):
         load_checkpoint(tmp_path / "v2.pt")
-    torch.save({**raw, "arch": {"name": "resnet99", "kwargs": raw["arch"]["kwargs"]}},
-               tmp_path / "unknown.pt")
+    torch.save(
+        {**raw, "arch": {"name": "resnet99", "kwargs": raw["arch"]["kwargs"]}},
+        tmp_path / "unknown.pt",
+    )
     with pytest.raises(SpecError, match=r"Cannot rebuild the model in .*unknown\.pt.*resnet99"):
         load_checkpoint(tmp_path / "unknown.pt")
-    torch.save({**raw, "arch": {"name": "resnet32", "kwargs": raw["arch"]["kwargs"]}},
-               tmp_path / "wrong.pt")
+    torch.save(
+        {**raw, "arch": {"name": "resnet32", "kwargs": raw["arch"]["kwargs"]}},
+        tmp_path / "wrong.pt",
+    )
     with pytest.raises(SpecError, match=r"Weights in .*wrong\.pt do not fit resnet32"):
         load_checkpoint(tmp_path / "wrong.pt")
     del raw["state_dict"]

@@ -20,8 +20,9 @@ def test_cnn1d_learns_mnist1d() -> None:
     model = create_model("cnn1d", num_classes=10, in_channels=1, seed=0)
     epochs, batch = 8, 128
     steps = epochs * ((len(x) + batch - 1) // batch)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
     g = torch.Generator().manual_seed(0)
     model.train()
