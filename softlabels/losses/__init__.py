@@ -7,14 +7,22 @@ Each public function takes keyword arguments named as in METHODS.md (``student_l
 
 from softlabels.losses._registry import LossInfo, get_loss, is_loss, list_losses, register_loss
 from softlabels.losses.baselines import bsce, ce, effective_number_weights, ldam
+from softlabels.losses.bkd import bkd, bkd_target_log
+from softlabels.losses.dive import dive, dive_target_log
+from softlabels.losses.kd import kd
 
 __all__ = [
     "LossInfo",
+    "bkd",
+    "bkd_target_log",
     "bsce",
     "ce",
+    "dive",
+    "dive_target_log",
     "effective_number_weights",
     "get_loss",
     "is_loss",
+    "kd",
     "ldam",
     "list_losses",
     "register_loss",
