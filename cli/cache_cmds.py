@@ -139,31 +139,21 @@ def _render_describe(info: dict[str, Any]) -> None:
         )
     out.print(head)
     t = Table(title="teachers")
-    for col in (
-        "name",
-        "model",
-        "dtype",
-        "logits",
-        "features",
-        "classifier",
-        "size",
-        "B/sample",
-        "complete",
-    ):
+    for col in ("name", "dtype", "logits", "features", "classifier", "size", "complete"):
         t.add_column(col)
     for tr in info["teachers"]:
         t.add_row(
             tr["name"],
-            str(tr["model"]),
-            str(tr["dtype"]),
+            str(tr["dtype"]).replace("float", "fp"),
             "x".join(map(str, tr["logits_shape"])),
             "x".join(map(str, tr["features_shape"])) if tr["features_shape"] else "-",
             str(tr["classifier"] or "-"),
-            human_bytes(tr["bytes_on_disk"]),
-            f"{tr['bytes_per_sample']:.1f}",
+            f"{human_bytes(tr['bytes_on_disk'])} ({tr['bytes_per_sample']:.0f} B/sample)",
             "yes" if tr["complete"] else "no",
         )
     out.print(t)
+    for tr in info["teachers"]:
+        out.print(f"  {tr['name']}: {tr['model']}")
 
 
 def verify(
