@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from softlabels.data import Dataset, view_seeds
+from softlabels.data.augment import uniform
 from softlabels.engine.samplers import Sampler
 
 __all__ = ["Batch", "BatchStream", "epoch_seed", "predict"]
@@ -37,6 +38,7 @@ class Batch:
     x: torch.Tensor  # model inputs on the device
     y: torch.Tensor  # labels on the device
     seeds: np.ndarray | None = None  # augmentation seed of each sample (None: clean inputs)
+    view: np.ndarray | None = None  # cached view index of each sample (0 for a clean cache)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,7 +56,7 @@ class BatchStream:
         strength: str = "standard",
         seed: int = 0,
         workers: int = 2,
-        view_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        cached_views: np.ndarray | None = None,
     ) -> None:
         self.dataset = dataset
         self.split = dataset.train
@@ -65,8 +67,9 @@ class BatchStream:
         self.strength = strength
         self.seed = seed
         self.workers = workers
-        # view_fn(rows, epoch) -> uint64 seeds: replay cached views instead of fresh ones.
-        self.view_fn = view_fn
+        # Seeds [N, V] of a K-view cache: each epoch every sample replays one of its cached
+        # views (chosen by a hash of seed, epoch and row) instead of a fresh augmentation.
+        self.cached_views = cached_views
         self._resident: torch.Tensor | None = None
         arr = self.split.array
         if arr is not None and arr.nbytes <= DEVICE_RESIDENT_BYTES:
@@ -111,17 +114,22 @@ class BatchStream:
                 else:
                     raw = self._load(rows)
                 seeds = None
-                if self.augment:
-                    seeds = (
-                        self.view_fn(rows, epoch)
-                        if self.view_fn
-                        else view_seeds(base, rows, 1)[:, 0]
+                view = np.zeros(len(rows), dtype=np.int64)
+                if self.cached_views is not None:
+                    k = self.cached_views.shape[1]
+                    view = np.minimum(
+                        (uniform(np.uint64(base), rows.astype(np.uint64)) * k).astype(np.int64),
+                        k - 1,
                     )
+                    seeds = self.cached_views[rows, view]
+                    x = self.dataset.augment(raw, seeds, strength=self.strength)
+                elif self.augment:
+                    seeds = view_seeds(base, rows, 1)[:, 0]
                     x = self.dataset.augment(raw, seeds, strength=self.strength)
                 else:
                     x = self.dataset.clean(raw)
                 y = self._labels[torch.as_tensor(rows, device=self.device)]
-                yield Batch(epoch=epoch, step=step, rows=rows, x=x, y=y, seeds=seeds)
+                yield Batch(epoch=epoch, step=step, rows=rows, x=x, y=y, seeds=seeds, view=view)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,179 @@
+"""``softlabels distill``: many students from one cache."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+
+__all__ = ["register"]
+
+
+def distill(
+    cache: Annotated[str, typer.Argument(help="Cache made by `softlabels dump` (train split).")],
+    dataset: Annotated[str, typer.Option(help="Dataset spec the cache was built from.")],
+    out_: Annotated[str, typer.Option("--out", help="Run folder: one sub-folder per student.")],
+    plan: Annotated[
+        str | None, typer.Option(help="TOML plan: [defaults] + one [[student]] per student.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Student name (single-student mode).")] = "student",
+    model: Annotated[str | None, typer.Option(help="Student architecture.")] = None,
+    method: Annotated[str | None, typer.Option(help="ce, bsce, kd, dive or bkd.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Teacher name in the cache.")] = None,
+    tau: Annotated[
+        str | None, typer.Option(help="Temperature, or 'auto' for tune-tau's choice.")
+    ] = None,
+    power: Annotated[float | None, typer.Option(help="DiVE power normalisation p.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Weight of the distillation term.")] = None,
+    beta: Annotated[float | None, typer.Option(help="BKD effective-number beta.")] = None,
+    mixup: Annotated[
+        float | None, typer.Option(help="BKD: Beta(mixup, mixup) input mixing (0 = off).")
+    ] = None,
+    drw_epoch: Annotated[
+        int | None, typer.Option(help="BKD: deferred re-weighting from this epoch.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    sampler: Annotated[str | None, typer.Option(help="instance, class-balanced or sqrt.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Init seed (and data seed unless --data-seed).")
+    ] = None,
+    data_seed: Annotated[
+        int | None, typer.Option(help="Seed of sampling and augmentation.")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(help="Evaluate students every N epochs.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
+    plots: Annotated[bool, typer.Option(help="Write per-class and group plots.")] = True,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Train students from cached teacher outputs (one pass feeds every compatible student).
+
+    Flags given with --plan override the plan's values for every student.
+    """
+    with errors_to_exit():
+        from softlabels.errors import UsageError
+        from softlabels.students import StudentSpec, load_plan
+        from softlabels.students import distill as run_distill
+
+        flags: dict[str, Any] = {
+            "model": model,
+            "method": method,
+            "teacher": teacher,
+            "tau": _tau(tau),
+            "power": power,
+            "alpha": alpha,
+            "beta": beta,
+            "mixup": mixup,
+            "drw_epoch": drw_epoch,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "sampler": sampler,
+            "seed": seed,
+            "data_seed": data_seed,
+        }
+        flags = {k: v for k, v in flags.items() if v is not None}
+        if plan is not None:
+            specs = load_plan(plan, overrides=flags)
+        else:
+            if "method" not in flags:
+                raise UsageError(
+                    "Expected --plan PLAN.toml or --method (and --model) for one student"
+                )
+            specs = [StudentSpec(name=name, **flags)]
+        with progress_bar("distill", enabled=not json_) as update:
+
+            def on_progress(info: dict[str, Any]) -> None:
+                students = info["students"]
+                total = max(s.epochs for s in students) * info["steps"]
+                done = info["epoch"] * info["steps"] + info["step"]
+                losses = " ".join(
+                    f"{s.name} {s.history[-1]['loss']:.3f}" for s in students if s.history
+                )
+                update(done, total, f"ep {info['epoch'] + 1} {losses}")
+
+            result = run_distill(
+                cache,
+                dataset,
+                specs,
+                out_,
+                device=device,
+                eval_every=eval_every,
+                workers=workers,
+                plots=plots,
+                progress=on_progress,
+            )
+    if json_:
+        print_json(result.to_dict())
+        return
+    render_summary(result.to_dict())
+    for s in result.students:
+        if s["status"] != "ok":
+            d = s["diverged"] or {}
+            err.print(
+                f"student {s['name']} diverged at epoch {d.get('epoch', 0) + 1}, step {d.get('step')}; the others finished"
+            )
+
+
+def _tau(value: str | None) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        from softlabels.errors import UsageError
+
+        raise UsageError(f"Expected --tau a number or 'auto', got {value!r}") from None
+
+
+def render_summary(result: dict[str, Any]) -> None:
+    names = (
+        ("head", "middle", "tail")
+        if result["groups_definition"] == "thirds"
+        else ("many", "medium", "few")
+    )
+    t = Table(
+        title=f"distill → {result['out']} ({result['passes']} pass(es), {result['seconds']:.0f} s)"
+    )
+    for col in ("run", "method", "teacher", "top-1", *names, "ECE", "status"):
+        t.add_column(
+            col, justify="right" if col not in ("run", "method", "teacher", "status") else "left"
+        )
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    for tr in result["teachers"]:
+        t.add_row(
+            f"teacher {tr['name']}",
+            "",
+            "",
+            pct(tr.get("top1")),
+            *(pct(tr.get(k)) for k in names),
+            pct(tr.get("ece")),
+            tr.get("status", ""),
+        )
+    for s in result["students"]:
+        t.add_row(
+            s["name"],
+            s["method"],
+            s["teacher"] or "-",
+            pct(s.get("top1")),
+            *(pct(s.get(k)) for k in names),
+            pct(s.get("ece")),
+            s["status"],
+        )
+    out.print(t)
+    if result["groups_definition"] == "thirds":
+        out.print("groups: relative thirds (an absolute shot group is empty)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(distill)
