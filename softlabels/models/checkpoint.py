@@ -101,6 +101,12 @@ def save_checkpoint(
     """
     path = Path(path)
     model = unwrap_model(model)
+    if getattr(model, "is_materialized", True) is False:
+        # A lazily sized layer that does not exist yet would be drawn afresh on every load.
+        raise UsageError(
+            f"Expected a model whose layers all exist, got a {type(model).__name__} whose input "
+            "size is not known yet; pass in_features or run one batch before saving"
+        )
     if arch is None:
         if not callable(getattr(model, "arch_config", None)):
             raise UsageError(

@@ -202,7 +202,13 @@ def dump(
     models: dict[str, Any] = {}
     tinfo: dict[str, dict[str, Any]] = {}
     for i, t in enumerate(config.teachers):
-        lm = load_model(t.model, num_classes=c, in_channels=int(probe.shape[1]), device=str(dev))
+        lm = load_model(
+            t.model,
+            num_classes=c,
+            in_channels=int(probe.shape[1]),
+            device=str(dev),
+            with_features=config.features,
+        )
         with torch.inference_mode():
             logits, feats = lm.forward(probe)
         if logits.shape[-1] != c:
@@ -455,8 +461,10 @@ def _run_chunk(
                     out[f"teachers/{name}/logits"][lo:hi, view] = logits.float().cpu().numpy()
                     if tinfo[name]["features"]:
                         out[f"teachers/{name}/features"][lo:hi, view] = feats.float().cpu().numpy()
-    for name in tinfo:
-        arr = out[f"teachers/{name}/logits"]
+    for name, what in ((n, w) for n in tinfo for w in ("logits", "features")):
+        arr = out.get(f"teachers/{name}/{what}")
+        if arr is None:
+            continue
         bad = ~np.isfinite(arr).reshape(len(rows), -1).all(axis=1)
         if bad.any():
             ids = [split.ids[start + int(i)] for i in np.flatnonzero(bad)]
@@ -465,12 +473,12 @@ def _run_chunk(
                 " (the values overflow float16; use --dtype float32)"
                 if np_dtype == np.float16
                 and _finite_in_fp32(
-                    models[name][0], ds, split, config, start, rows[bad], seeds, dev
+                    models[name][0], ds, split, config, start, rows[bad], seeds, dev, what
                 )
                 else ""
             )
             raise NonFiniteError(
-                f"teacher {name!r} produced NaN/Inf logits for {len(ids)} sample(s): {shown}{hint}; "
+                f"teacher {name!r} produced NaN/Inf {what} for {len(ids)} sample(s): {shown}{hint}; "
                 f"rows before {start} stay committed"
             )
     return out
@@ -485,7 +493,9 @@ def _finite_in_fp32(
     bad_rows: np.ndarray,
     seeds: np.ndarray,
     dev: torch.device,
+    what: str = "logits",
 ) -> bool:
+    """Whether the offending outputs are finite before the float16 cast (an overflow)."""
     raw = split.load(bad_rows[:8]).to(dev)
     with torch.inference_mode():
         for view in range(config.num_views):
@@ -494,7 +504,8 @@ def _finite_in_fp32(
                 if config.views == 0
                 else ds.augment(raw, seeds[bad_rows[:8] - start, view], strength=config.strength)
             )
-            logits, _ = lm.forward(x)
-            if not torch.isfinite(logits).all():
+            logits, feats = lm.forward(x)
+            value = logits if what == "logits" else feats
+            if value is None or not torch.isfinite(value).all():
                 return False
     return True
