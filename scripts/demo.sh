@@ -14,14 +14,17 @@ for loss in ce bsce; do
     --lr 0.05 --batch-size 64 --seed 0 --device "$DEVICE" --out "$RUNS/teacher-$loss"
 done
 
-echo "== 2. dump both teachers once (clean view + 4 replayable augmented views) =="
+echo "== 2. dump both teachers once (logits + features, 4 replayable augmented views) =="
 softlabels dump --dataset "$DATA" --teacher ce="$RUNS/teacher-ce/model.pt" \
   --teacher bsce="$RUNS/teacher-bsce/model.pt" --out "$RUNS/cache.slc" --overwrite \
   --views 4 --chunk-size 512 --device "$DEVICE"
 softlabels inspect "$RUNS/cache.slc"
 softlabels verify "$RUNS/cache.slc" --dataset "$DATA"
 
-echo "== 3. evaluate the teachers on the balanced test split =="
-for loss in ce bsce; do
-  softlabels eval --dataset "$DATA" --model "$RUNS/teacher-$loss/model.pt" --device "$DEVICE"
-done
+echo "== 3. tune-tau: DiVE's virtual-example distribution of the BSCE teacher =="
+softlabels tune-tau "$RUNS/cache.slc" --teacher bsce --plots "$RUNS/plots"
+
+echo "== 4. distill CE, BSCE, KD, DiVE (tau auto) and BKD students in one pass =="
+softlabels distill "$RUNS/cache.slc" --dataset "$DATA" --plan scripts/demo_plan.toml \
+  --epochs "$EPOCHS" --out "$RUNS/students" --device "$DEVICE"
+echo "results: $RUNS/students/summary.json, metrics.parquet, per_class.parquet, *.png"

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Cache", "__version__", "check_dataset", "open_cache"]
+__all__ = ["Cache", "__version__", "check_dataset", "open_cache", "virtual_examples"]
 
 if TYPE_CHECKING:
+    from softlabels.analysis import virtual_examples
     from softlabels.stores.cache import Cache
 
 
@@ -46,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from softlabels.stores.cache import Cache
 
         return Cache
+    if name == "virtual_examples":
+        from softlabels.analysis import virtual_examples
+
+        return virtual_examples
     raise AttributeError(f"module 'softlabels' has no attribute {name!r}")

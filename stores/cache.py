@@ -34,6 +34,7 @@ __all__ = [
     "CacheWriter",
     "Problem",
     "chunk_key",
+    "update_meta",
 ]
 
 FORMAT_VERSION = 1
@@ -297,6 +298,27 @@ def _ensure_arrays(
             fill_value=0,
             overwrite=True,
         )
+
+
+def update_meta(url: str, key: str, value: Any, *, owner: str = "update") -> dict[str, Any]:
+    """Set ``key`` of the ``softlabels`` root attribute to ``value`` under the write lock.
+
+    Only the root ``zarr.json`` changes, rewritten atomically (temp file + rename where the
+    backend allows). ``value`` must be JSON-serialisable. Returns the updated attribute.
+    """
+    loc = resolve(url)
+    missing = f"{loc.url} is not a softlabels cache; nothing was written"
+    if _read_attrs(loc) is None:  # before locking: taking the lock would create the folder
+        raise CacheNotFoundError(missing)
+    with CacheLock(loc, owner=owner):
+        meta = _read_attrs(loc)
+        if meta is None:
+            raise CacheNotFoundError(missing)
+        doc = json.loads(loc.read("zarr.json"))
+        meta[key] = value
+        doc["attributes"][ATTR] = meta
+        loc.write_atomic("zarr.json", json.dumps(doc, indent=2, allow_nan=False).encode())
+    return meta
 
 
 # --------------------------------------------------------------------------- reading

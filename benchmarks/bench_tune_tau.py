@@ -1,0 +1,250 @@
+"""Benchmark of ``tune-tau``: one streaming pass over an iNaturalist-scale synthetic cache.
+
+Builds (or reuses) a cache of N x 1 x C float16 logits with a long-tailed label profile,
+written chunk by chunk with the store layer (never whole in memory), then measures in
+fresh child processes, so that each peak RSS belongs to one phase only:
+
+* ``read``: the store's raw read throughput, every chunk read, checksum-verified and
+  decoded, no compute (the floor of any pass over the cache);
+* ``pass``: ``softlabels.virtual_examples`` over the default grid (T = 1:10:0.5, p = 1, 0.5:
+  38 points, 29 distinct T/p), with a count of the chunk reads.
+
+    python benchmarks/bench_tune_tau.py                      # N = 437,513, C = 8,142 (~7 GB)
+    python benchmarks/bench_tune_tau.py --n 100000 --c 1000 --out /tmp/small.slc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+INAT_N, INAT_C = 437_513, 8_142
+
+
+def long_tail_counts(n: int, c: int, imb: float) -> np.ndarray:
+    """Exponential profile (METHODS §1) scaled to sum to ``n``; every class at least 1."""
+    w = (1.0 / imb) ** (np.arange(c) / max(1, c - 1))
+    counts = np.maximum(1, np.floor(n * w / w.sum())).astype(np.int64)
+    counts[0] += n - counts.sum()  # the rounding remainder goes to the head class
+    if counts[0] < 1:
+        raise SystemExit(f"cannot spread {n} samples over {c} classes")
+    return counts
+
+
+def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from softlabels.stores.cache import ArraySpec, CacheWriter
+
+    rng = np.random.default_rng(seed)
+    counts = long_tail_counts(n, c, imb=500.0)
+    labels = np.repeat(np.arange(c, dtype=np.int32), counts)
+    rng.shuffle(labels)
+    meta = {
+        "format": 1,
+        "N": n,
+        "C": c,
+        "V": 1,
+        "chunk_size": chunk,
+        "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}",
+        "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk},
+        "teachers": {"t": {"features": False, "classifier": False, "dtype": "float16"}},
+        "class_names": [str(i) for i in range(c)],
+        "dataset": {
+            "fingerprint": "0" * 64,
+            "spec": f"synthetic-inat:n={n},c={c}",
+            "split": "train",
+            "train_counts": [int(x) for x in counts],
+        },
+        "tune_tau": None,
+    }
+    specs = [
+        ArraySpec("labels", (n,), "int32"),
+        ArraySpec("views/seed", (n, 1), "uint64"),
+        ArraySpec("teachers/t/logits", (n, 1, c), "float16"),
+    ]
+    tables = {
+        "samples.parquet": pa.table({"row": np.arange(n)}),
+        "classes.parquet": pa.table({"class_id": np.arange(c), "train_count": counts}),
+    }
+    # Logits: a random base block, rows permuted per chunk, plus a head bias and a bump at
+    # the label, so chunks differ and compress like real random float16 (i.e. barely).
+    base = rng.normal(size=(chunk, c)).astype(np.float32) * 2.0
+    head_bias = np.linspace(2.0, 0.0, c, dtype=np.float32)
+    t0 = time.perf_counter()
+    w = CacheWriter.open(url, meta=meta, specs=specs, tables=tables, compressor=compressor)
+    with w:
+        w.write_static({})
+        for ch in w.pending_chunks():
+            s, e = w.rows(ch)
+            z = base[rng.permutation(chunk)[: e - s]] + head_bias
+            z[np.arange(e - s), labels[s:e]] += 6.0
+            w.write_chunk(
+                ch,
+                {
+                    "labels": labels[s:e],
+                    "views/seed": np.zeros((e - s, 1), np.uint64),
+                    "teachers/t/logits": z.astype(np.float16)[:, None, :],
+                },
+            )
+            if ch % 50 == 0:
+                print(f"  built chunk {ch + 1}/{w.num_chunks}", file=sys.stderr, flush=True)
+    return {"build_seconds": time.perf_counter() - t0}
+
+
+def phase_read(url: str) -> dict[str, Any]:
+    from softlabels import open_cache
+
+    cache = open_cache(url)
+    reader = cache.teacher("t").reader("logits")
+    stored = cache.nbytes_on_disk("teachers/t/logits")
+    t0 = time.perf_counter()
+    decoded = 0
+    for _s, _e, data in reader.iter_chunks():
+        decoded += data.nbytes
+    sec = time.perf_counter() - t0
+    return {
+        "seconds": sec,
+        "stored_bytes": stored,
+        "decoded_bytes": decoded,
+        "stored_MBps": stored / sec / 1e6,
+        "decoded_MBps": decoded / sec / 1e6,
+        "rows_per_s": cache.num_samples / sec,
+    }
+
+
+def phase_pass(url: str, device: str) -> dict[str, Any]:
+    from softlabels.analysis import DEFAULT_POWERS, DEFAULT_TAUS, virtual_examples
+    from softlabels.stores.cache import ArrayReader
+
+    reads: list[tuple[str, int]] = []
+    original = ArrayReader.read_chunk
+
+    def counting(self: ArrayReader, chunk: int, *, verify: bool = True) -> np.ndarray:
+        reads.append((self.path, chunk))
+        return original(self, chunk, verify=verify)
+
+    ArrayReader.read_chunk = counting  # type: ignore[method-assign]
+    import torch
+
+    t0 = time.perf_counter()
+    ve = virtual_examples(url, "t", taus=DEFAULT_TAUS, powers=DEFAULT_POWERS, device=device)
+    sec = time.perf_counter() - t0
+    logit_reads = [r for r in reads if r[0].endswith("/logits")]
+    return {
+        "seconds": sec,
+        "rows_per_s": ve.num_samples / sec,
+        "grid_points": len(ve.grid),
+        "distinct_tau_eff": len({g.tau_eff for g in ve.grid}),
+        "softmax_elements_per_s": ve.num_samples
+        * ve.num_classes
+        * len({g.tau_eff for g in ve.grid})
+        / sec,
+        "logit_chunk_reads": len(logit_reads),
+        "distinct_logit_chunks": len(set(logit_reads)),
+        "torch_threads": torch.get_num_threads(),
+        "choice": ve.choice.to_dict() if ve.choice else None,
+        "groups": ve.groups,
+    }
+
+
+def _rss() -> int | None:
+    """Resident set size now (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def child(phase: str, url: str, device: str) -> dict[str, Any]:
+    """Run one phase in a fresh interpreter; its own peak RSS comes back with the result."""
+    cmd = [sys.executable, __file__, "--phase", phase, "--out", url, "--device", device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {phase} failed:\n{proc.stderr}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=INAT_N, help="samples (iNat18 train: 437,513)")
+    ap.add_argument("--c", type=int, default=INAT_C, help="classes (iNat18: 8,142)")
+    ap.add_argument("--chunk-size", type=int, default=1024, help="rows per chunk")
+    ap.add_argument("--compressor", default="zstd", help="zstd, blosc or none")
+    ap.add_argument("--out", default="/tmp/softlabels-bench-tune-tau.slc", help="cache path")
+    ap.add_argument("--device", default="cpu", help="device of the pass: cpu, cuda")
+    ap.add_argument("--keep", action="store_true", help="keep the cache afterwards")
+    ap.add_argument("--phase", choices=("read", "pass"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.phase:  # child process
+        import torch  # noqa: F401  (imported up front: its RSS is the baseline, not the pass)
+        import zarr  # noqa: F401
+
+        import softlabels.analysis  # noqa: F401
+
+        baseline = _rss()
+        out = phase_read(args.out) if args.phase == "read" else phase_pass(args.out, args.device)
+        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out["baseline_rss_bytes"] = baseline  # after importing torch, zarr and softlabels
+        out["peak_growth_bytes"] = out["peak_rss_bytes"] - baseline if baseline else None
+        print(json.dumps(out))
+        return
+
+    raw = args.n * args.c * 2
+    parent = os.path.dirname(os.path.abspath(args.out)) or "."
+    free = shutil.disk_usage(parent).free
+    reuse = os.path.exists(os.path.join(args.out, "zarr.json"))
+    if not reuse and free < raw * 1.1:
+        raise SystemExit(
+            f"need ~{raw * 1.1 / 1e9:.1f} GB free in {parent}, have {free / 1e9:.1f} GB; "
+            "lower --n/--c or choose another --out"
+        )
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "n": args.n,
+        "c": args.c,
+        "chunk_size": args.chunk_size,
+        "logits_bytes_fp16": raw,
+        "load_before": os.getloadavg(),
+    }
+    if reuse:
+        print(f"reusing {args.out}", file=sys.stderr)
+        from softlabels import open_cache
+
+        cache = open_cache(args.out)
+        if (cache.num_samples, cache.num_classes) != (args.n, args.c):
+            raise SystemExit(f"{args.out} holds another shape; remove it or choose another --out")
+        cache.require_complete()
+    else:
+        print(f"building {args.out} ({raw / 1e9:.2f} GB of float16 logits)", file=sys.stderr)
+        report.update(build(args.out, args.n, args.c, args.chunk_size, args.compressor))
+    from softlabels import open_cache
+
+    report["bytes_on_disk"] = open_cache(args.out).nbytes_on_disk()
+    report["read"] = child("read", args.out, args.device)
+    report["pass"] = child("pass", args.out, args.device)
+    report["load_after"] = os.getloadavg()
+    print(json.dumps(report, indent=2))
+    if not args.keep and not reuse:
+        shutil.rmtree(args.out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
