@@ -28,10 +28,16 @@ from softlabels.models import create_model, load_model, save_checkpoint
 
 
 def _run(spec: str, ds, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher on ``x`` in the dump's batches (CPU kernels' bits depend on batch shape)."""
+    assert CHUNK % BATCH == 0  # so the dump's batches are plain BATCH-row blocks from row 0
     lm = load_model(spec, num_classes=ds.num_classes, in_channels=1)
+    logits, feats = [], []
     with torch.inference_mode():
-        logits, feats = lm.forward(x)
-    return logits.float().numpy(), None if feats is None else feats.float().numpy()
+        for start in range(0, len(x), BATCH):
+            lo, fe = lm.forward(x[start : start + BATCH])
+            logits.append(lo.float().numpy())
+            feats.append(None if fe is None else fe.float().numpy())
+    return np.concatenate(logits), None if feats[0] is None else np.concatenate(feats)
 
 
 def _fp16_close(stored: np.ndarray, want: np.ndarray) -> None:
