@@ -60,6 +60,20 @@ class Location:
             # Object stores write a whole object per put: no partial object is ever visible.
             self.fs.pipe_file(path, data)
 
+    def write(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` (not atomic: callers commit through the manifest)."""
+        path = self.path(key)
+        if self.is_local:
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+        else:
+            self.fs.pipe_file(path, data)
+
     def remove(self, key: str) -> None:
         path = self.path(key)
         if self.fs.exists(path):

@@ -35,7 +35,12 @@ def read_lock(loc: Location) -> dict[str, object] | None:
     if not loc.exists(LOCK_KEY):
         return None
     try:
-        return dict(json.loads(loc.read(LOCK_KEY)))
+        doc = json.loads(loc.read(LOCK_KEY))
+        if not isinstance(doc, dict) or not isinstance(doc.get("pid"), int):
+            raise ValueError("no pid")
+        return dict(doc)
+    except FileNotFoundError:
+        return None
     except (ValueError, OSError):
         return {"pid": -1, "host": "?", "unreadable": True}
 
@@ -66,6 +71,15 @@ class CacheLock:
                 self.held = True
                 return
             held = read_lock(self.loc) or {}
+            if held.get("unreadable"):
+                # A writer died between creating the lock and writing its pid into it.
+                if not self.break_stale:
+                    raise CacheLockedError(
+                        f"{self.loc.url} has an unreadable lock file (a writer died while taking it?); "
+                        "if no other dump is running, rerun with --break-lock to clear it"
+                    )
+                self.loc.remove(LOCK_KEY)
+                continue
             if is_stale(held):
                 if not self.break_stale:
                     raise CacheLockedError(
@@ -74,12 +88,14 @@ class CacheLock:
                     )
                 self.loc.remove(LOCK_KEY)
                 continue
+            what = "wait for it to finish"
+            if not self.break_stale:
+                what += " (or, if that process is gone for good, rerun with --break-lock)"
+            else:
+                what += "; --break-lock never breaks the lock of a live process"
             raise CacheLockedError(
-                f"{self.loc.url} is being written by process {held.get('pid')} on {held.get('host')} "
-                f"({held.get('owner', 'writer')}); wait for it to finish (or, if that process is gone "
-                "for good, rerun with --break-lock)"
-                if not self.break_stale or not held
-                else f"{self.loc.url} is locked by live process {held.get('pid')}; not breaking it"
+                f"{self.loc.url} is being written by process {held.get('pid')} on "
+                f"{held.get('host')} ({held.get('owner', 'writer')}); {what}"
             )
         raise CacheLockedError(f"could not take the lock of {self.loc.url}")
 

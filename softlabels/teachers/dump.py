@@ -209,8 +209,15 @@ def dump(
             device=str(dev),
             with_features=config.features,
         )
-        with torch.inference_mode():
-            logits, feats = lm.forward(probe)
+        try:
+            with torch.inference_mode():
+                logits, feats = lm.forward(probe)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(
+                f"teacher {t.name!r} ({t.model}) cannot run on this dataset's inputs of shape "
+                f"{tuple(probe.shape[1:])}: {first[:200]}"
+            ) from None
         if logits.shape[-1] != c:
             raise UsageError(
                 f"teacher {t.name!r} ({t.model}) outputs {logits.shape[-1]} classes, the dataset has {c}"
@@ -242,6 +249,7 @@ def dump(
                 "features",
                 "dtype",
                 "chunk_size",
+                "batch_size",  # CPU kernels give other bits for other batch shapes
                 "seed",
                 "split",
                 "strength",
@@ -479,7 +487,7 @@ def _run_chunk(
             )
             raise NonFiniteError(
                 f"teacher {name!r} produced NaN/Inf {what} for {len(ids)} sample(s): {shown}{hint}; "
-                f"rows before {start} stay committed"
+                "every chunk committed before this one stays committed"
             )
     return out
 

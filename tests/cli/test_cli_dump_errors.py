@@ -87,11 +87,6 @@ def test_existing_non_cache_folder_is_refused_and_untouched(tmp_path: Path, cli)
     assert not (folder / LOCK).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --out naming an existing file raises FileExistsError from the lock "
-    "(stores/lock.py _try_create makedirs) with a traceback instead of a one-line error",
-)
 def test_out_is_an_existing_file(tmp_path: Path, cli) -> None:
     target = tmp_path / "data.csv"
     target.write_text("a,b\n1,2\n")
@@ -100,12 +95,6 @@ def test_out_is_an_existing_file(tmp_path: Path, cli) -> None:
     assert target.read_text() == "a,b\n1,2\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a folder holding only hidden files (.git, .keep) counts as empty "
-    "(stores/cache.py _only_lock checks name.startswith('.')), so a cache is written into it "
-    "and a later --overwrite deletes those files (_clear removes all but the lock)",
-)
 def test_hidden_files_of_an_out_folder_survive(tmp_path: Path, cli) -> None:
     folder = tmp_path / "project"
     folder.mkdir()
@@ -147,13 +136,6 @@ def test_second_writer_refused_on_a_new_cache(tmp_path: Path, cli) -> None:
         assert sorted(p.name for p in out.iterdir()) == [LOCK]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an empty or unreadable lock file (a writer killed between creating the lock "
-    "and writing its pid) is read as {'pid': -1, 'host': '?'}: without --break-lock the error "
-    "advises --break-lock, with it the error says 'locked by live process -1; not breaking it', "
-    "so the cache stays locked for good (stores/lock.py read_lock/is_stale)",
-)
 def test_break_lock_clears_an_unreadable_lock(cache: Path, cli) -> None:
     (cache / LOCK).write_bytes(b"")
     line = one_error_line(cli(*dump_args(cache), "--json"))
@@ -168,12 +150,6 @@ def test_break_lock_clears_an_unreadable_lock(cache: Path, cli) -> None:
     assert not (cache / LOCK).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a teacher whose architecture does not fit the dataset's inputs (resnet32 on "
-    "1-D signals, cnn1d on images) fails in the probe forward of dump() with a RuntimeError "
-    "traceback from torch instead of a one-line error naming the teacher and input shape",
-)
 @pytest.mark.parametrize(
     ("dataset", "model"),
     [(DATASET, "resnet32"), ("digits-lt", "cnn1d")],

@@ -23,6 +23,7 @@ from softlabels_teachers_helpers import (
 )
 
 import softlabels
+from softlabels.errors import UsageError
 from softlabels.models import create_model, save_checkpoint
 
 
@@ -139,15 +140,16 @@ def test_teacher_without_reproducible_features_is_a_one_line_error(tmp_path: Pat
     assert not (tmp_path / "c.slc").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: save_checkpoint of an mlp created without in_features (not yet run) stores "
-    "no first layer; every load_checkpoint draws it afresh from the global RNG, so dumping "
-    "that checkpoint twice gives different logits (and a resumed dump mixes two teachers)",
-)
 def test_checkpoint_of_a_fresh_mlp_dumps_reproducibly(tmp_path: Path) -> None:
+    # An mlp whose first layer is not sized yet cannot be saved (it would be drawn afresh on
+    # every load); one that is sized dumps to the same bytes every time.
+    with pytest.raises(UsageError, match="in_features"):
+        save_checkpoint(
+            tmp_path / "lazy.pt", create_model("mlp", num_classes=10, in_channels=1, seed=3)
+        )
     ckpt = save_checkpoint(
-        tmp_path / "mlp.pt", create_model("mlp", num_classes=10, in_channels=1, seed=3)
+        tmp_path / "mlp.pt",
+        create_model("mlp", num_classes=10, in_channels=1, seed=3, in_features=40),
     )
     dump_to(tmp_path / "one.slc", f"a={ckpt}")
     dump_to(tmp_path / "two.slc", f"a={ckpt}")

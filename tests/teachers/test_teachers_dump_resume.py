@@ -160,12 +160,6 @@ def test_other_settings_are_refused_then_overwritten(reference: Path, copy_of, c
     assert cache.teacher("a").logits.dtype == "float32" and cache.is_complete()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --batch-size changes the logits' bits (CPU kernels differ by batch shape) but "
-    "is not part of the config key (softlabels/teachers/dump.py key_doc), so resuming with "
-    "another --batch-size is accepted and leaves a cache equal to no uninterrupted run",
-)
 def test_resume_with_another_batch_size(tmp_path: Path) -> None:
     wholes = {}
     for batch in (BATCH, 7):
