@@ -337,11 +337,83 @@ def update_meta(url: str, key: str, value: Any, *, owner: str = "update") -> dic
         meta = _read_attrs(loc)
         if meta is None:
             raise CacheNotFoundError(missing)
-        doc = json.loads(loc.read("zarr.json"))
         meta[key] = value
-        doc["attributes"][ATTR] = meta
-        loc.write_atomic("zarr.json", json.dumps(doc, indent=2, allow_nan=False).encode())
+        _write_meta_locked(loc, meta)
     return meta
+
+
+def _write_meta_locked(loc: Location, meta: dict[str, Any]) -> None:
+    doc = json.loads(loc.read("zarr.json"))
+    doc["attributes"][ATTR] = meta
+    loc.write_atomic("zarr.json", json.dumps(doc, indent=2, allow_nan=False).encode())
+
+
+def add_teacher(
+    url: str,
+    name: str,
+    info: dict[str, Any],
+    rows: dict[str, np.ndarray],
+    static: dict[str, np.ndarray] | None = None,
+    *,
+    replace: bool = False,
+    break_lock: bool = False,
+    compressor: str = "zstd",
+) -> None:
+    """Add a teacher to a complete cache: row arrays ``teachers/<name>/<key>`` ([N, ...]),
+    optional static arrays, with their own manifest records (``*+<name>.json``).
+
+    The teacher appears in the root attributes only after all its chunks are committed, so
+    a reader never sees half of it. ``replace`` first removes a teacher of that name.
+    """
+    loc = resolve(url)
+    if _read_attrs(loc) is None:
+        raise CacheNotFoundError(f"{loc.url} is not a softlabels cache; nothing was written")
+    lock = CacheLock(loc, break_stale=break_lock, owner="add-teacher")
+    lock.acquire()
+    try:
+        meta = _read_attrs(loc)
+        assert meta is not None
+        if name in meta["teachers"]:
+            if not replace:
+                raise CacheExistsError(
+                    f"{loc.url} already has a teacher {name!r}; use --overwrite to replace it"
+                )
+            meta["teachers"].pop(name)
+            _write_meta_locked(loc, meta)
+        # Leftovers of an earlier (maybe interrupted) add of this name.
+        loc.remove(f"teachers/{name}")
+        for rec in loc.list(Manifest.PREFIX):
+            if rec.endswith(f"+{name}.json"):
+                loc.remove(f"{Manifest.PREFIX}/{rec}")
+        n = int(meta["N"])
+        specs = []
+        for key, arr in rows.items():
+            if arr.shape[0] != n:
+                raise ValueError(f"Expected {n} rows for {key}, got {arr.shape[0]}")
+            specs.append(ArraySpec(f"teachers/{name}/{key}", tuple(arr.shape), str(arr.dtype)))
+        for key, arr in (static or {}).items():
+            specs.append(
+                ArraySpec(f"teachers/{name}/{key}", tuple(arr.shape), str(arr.dtype), by_row=False)
+            )
+        _ensure_arrays(loc, meta, specs, compressor)
+        writer = CacheWriter(loc, lock, meta, specs)
+        # The static record also covers the metadata documents of the new row arrays.
+        writer.write_static(
+            {f"teachers/{name}/{k}": v for k, v in (static or {}).items()}, part=name
+        )
+        for chunk in range(writer.num_chunks):
+            start, stop = writer.rows(chunk)
+            writer.write_chunk(
+                chunk, {f"teachers/{name}/{k}": v[start:stop] for k, v in rows.items()}, part=name
+            )
+        # What the teacher has is what was written, whatever ``info`` said.
+        meta["teachers"][name] = info | {
+            "features": "features" in rows,
+            "classifier": "classifier/weight" in (static or {}),
+        }
+        _write_meta_locked(loc, meta)
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------- reading

@@ -177,3 +177,40 @@ def test_non_cache_folder_is_never_touched(tmp_path) -> None:
         CacheWriter.open(str(target), meta=_meta(), specs=SPECS, tables=TABLES, overwrite=True)
     assert (target / "data.txt").read_text() == "keep me"
     assert not (target / LOCK_KEY).exists()
+
+
+class TestAddTeacher:
+    def test_added_teacher_has_its_own_records_and_verifies(self, url: str) -> None:
+        from softlabels.stores.cache import add_teacher
+
+        _write(url)
+        logits = np.arange(N * V * C, dtype=np.float32).reshape(N, V, C)
+        add_teacher(
+            url,
+            "t+cal",
+            {"calibration": {"method": "x"}},
+            {"logits": logits},
+            {"classifier/weight": np.ones((C, 5), np.float32)},
+        )
+        cache = Cache(url)
+        assert cache.teacher_names == ["t", "t+cal"]
+        assert (
+            cache.teacher("t+cal").info["classifier"] is True
+            and cache.teacher("t+cal").info["features"] is False
+        )
+        np.testing.assert_array_equal(cache.teacher("t+cal").reader().read_all(), logits)
+        assert cache.verify() == [] and cache.is_complete()
+        assert any(name.endswith("+t+cal.json") for name in cache.manifest.records)
+
+    def test_existing_name_needs_replace(self, url: str) -> None:
+        from softlabels.stores.cache import add_teacher
+
+        _write(url)
+        rows = {"logits": np.zeros((N, V, C), np.float32)}
+        add_teacher(url, "t+cal", {}, rows)
+        with pytest.raises(CacheExistsError, match="--overwrite"):
+            add_teacher(url, "t+cal", {}, rows)
+        add_teacher(url, "t+cal", {}, {"logits": np.ones((N, V, C), np.float32)}, replace=True)
+        cache = Cache(url)
+        assert cache.verify() == []
+        assert cache.teacher("t+cal").reader().read_all().min() == 1.0
