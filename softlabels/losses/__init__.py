@@ -8,17 +8,24 @@ Each public function takes keyword arguments named as in METHODS.md (``student_l
 from softlabels.losses._registry import LossInfo, get_loss, is_loss, list_losses, register_loss
 from softlabels.losses.baselines import bsce, ce, effective_number_weights, ldam
 from softlabels.losses.bkd import bkd, bkd_target_log
+from softlabels.losses.cbd import cbd, cbd_target
 from softlabels.losses.dive import dive, dive_target_log
+from softlabels.losses.ecl import ecl, ecl_weights, standardised_ce
 from softlabels.losses.kd import kd
+from softlabels.losses.ssd import ssd
 
 __all__ = [
     "LossInfo",
     "bkd",
     "bkd_target_log",
     "bsce",
+    "cbd",
+    "cbd_target",
     "ce",
     "dive",
     "dive_target_log",
+    "ecl",
+    "ecl_weights",
     "effective_number_weights",
     "get_loss",
     "is_loss",
@@ -26,4 +33,6 @@ __all__ = [
     "ldam",
     "list_losses",
     "register_loss",
+    "ssd",
+    "standardised_ce",
 ]
