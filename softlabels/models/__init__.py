@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Importing the architecture modules registers them.
 from softlabels.models import cnn1d as cnn1d
+from softlabels.models import composite as composite
 from softlabels.models import mlp as mlp
 from softlabels.models import resnet_cifar as resnet_cifar
 from softlabels.models._base import ClassifierNet, ModelArgs

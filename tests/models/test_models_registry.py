@@ -24,8 +24,17 @@ from softlabels.models import (
 from softlabels.models.resnet_cifar import BasicBlock, ShortcutA
 
 # One sample's shape per architecture; image models also get 32x32 CIFAR inputs below.
-SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {"cnn1d": (1, 40), "mlp": (3, 8, 8)}
-FEATURE_DIMS = {"cnn1d": 128, "mlp": 256}
+SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {
+    "cnn1d": (1, 40),
+    "mlp": (3, 8, 8),
+    # composite students default to a cnn1d backbone
+    "projected": (1, 40),
+    "twohead": (1, 40),
+    "experts": (1, 40),
+}
+FEATURE_DIMS = {"cnn1d": 128, "mlp": 256, "projected": 128, "twohead": 128}
+# ECL's multi-expert model has no single feature/fc pair: tested on its own below.
+CLASSIFIER_NETS = [n for n in list_models() if n != "experts"]
 
 
 def sample_shape(name: str) -> tuple[int, ...]:
@@ -46,7 +55,7 @@ def test_builtins_are_registered() -> None:
     assert is_model("resnet32") and not is_model("resnet33") and not is_model(3)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIER_NETS)
 @pytest.mark.parametrize("classifier", ["linear", "cosine"])
 def test_shapes_and_features_fc_consistency(name: str, classifier: str) -> None:
     model = build(name, classifier=classifier, seed=0).eval()
@@ -65,7 +74,7 @@ def test_shapes_and_features_fc_consistency(name: str, classifier: str) -> None:
     assert model.ssl_head is None
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIER_NETS)
 def test_rotation_head(name: str) -> None:
     model = build(name, ssl_head="rotation", seed=0)
     assert isinstance(model.ssl_head, nn.Linear)
@@ -75,7 +84,7 @@ def test_rotation_head(name: str) -> None:
     assert model(x).shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIER_NETS)
 def test_seeded_init_is_deterministic_and_leaves_global_rng(name: str) -> None:
     torch.manual_seed(123)
     state = torch.get_rng_state()
@@ -100,7 +109,7 @@ def test_unseeded_init_uses_global_rng() -> None:
     assert torch.equal(a.conv1.weight, b.conv1.weight)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIER_NETS)
 def test_arch_config_rebuilds(name: str) -> None:
     model = build(name, classifier="cosine", cosine_scale=16.0, ssl_head="rotation", seed=1)
     x = torch.randn(2, *sample_shape(name))
@@ -167,7 +176,7 @@ def test_mlp_lazy_and_explicit_in_features() -> None:
     assert sum(isinstance(m, nn.Linear) for m in deep.body) == 3
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIER_NETS)
 def test_torchscript_keeps_features_and_fc(name: str) -> None:
     model = build(name, classifier="cosine", seed=0).eval()
     x = torch.randn(2, *sample_shape(name))
@@ -265,3 +274,17 @@ def test_cosine_classifier_gradients_and_bad_scale() -> None:
     assert head.weight.grad is not None
     with pytest.raises(UsageError, match="cosine scale > 0"):
         CosineClassifier(3, 2, scale=-1.0)
+
+
+def test_experts_model() -> None:
+    model = build("experts", seed=0).eval()
+    x = torch.randn(2, 1, 40)
+    outs = model.expert_outputs(x)
+    assert len(outs) == 3 and all(v.shape == (2, 128) and c.shape == r.shape == (2, 7) for v, c, r in outs)
+    torch.testing.assert_close(model(x), torch.stack([c for _, c, _ in outs]).mean(0))
+    one = build("experts", seed=0, inference="1").eval()
+    torch.testing.assert_close(one(x), outs[1][1])
+    rebuilt = create_model(**{"name": model.arch_config()["name"], **model.arch_config()["kwargs"]}, seed=0)
+    assert rebuilt.arch_config() == model.arch_config()
+    with pytest.raises(UsageError, match="K >= 2"):
+        build("experts", num_experts=1)
