@@ -28,7 +28,17 @@ __all__ = ["MIXUP_TARGET", "make_step", "resolve_hparams"]
 # two cached targets with the same lambda (DESIGN.md, views). Recorded in every run.
 MIXUP_TARGET = "mixed-targets"
 
-_HP_KEYS = ("tau", "power", "alpha", "beta", "tau_bc")
+_HP_KEYS = (
+    "tau",
+    "power",
+    "alpha",
+    "beta",
+    "tau_bc",
+    "feat_weight",
+    "lambda_hard",
+    "lambda_soft",
+    "con_weight",
+)
 
 
 def resolve_hparams(spec: StudentSpec, tune_tau: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,13 +68,22 @@ def make_step(
     hp: dict[str, Any],
     counts: torch.Tensor,
     targets: TeacherTargets | None,
+    feature_targets: list[TeacherTargets] | None = None,
 ) -> Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]:
     fn = get_loss(spec.method).fn
-    if spec.needs_teacher and targets is None:
+    if spec.needs_teacher and targets is None and spec.method != "cbd":
         raise UsageError(f"student {spec.name!r} (method {spec.method}) needs a teacher")
 
     if spec.method == "bkd" and (spec.mixup > 0 or spec.drw_epoch is not None):
         return _bkd_step(spec, hp, counts, targets)
+    if spec.method == "cbd":
+        assert feature_targets
+        return _cbd_step(hp, feature_targets)
+    if spec.method == "ssd":
+        assert targets is not None
+        return _ssd_step(hp, targets)
+    if spec.method == "ecl":
+        return _ecl_step(hp, counts, targets)
 
     def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         z = model(batch.x).float()
@@ -72,6 +91,67 @@ def make_step(
         if targets is not None and spec.needs_teacher:
             kw["teacher_logits"] = targets.logits_for(batch.rows, batch.view)
         loss = fn(**kw)
+        return {"loss": loss}
+
+    return step
+
+
+def _cbd_step(
+    hp: dict[str, Any], feature_targets: list[TeacherTargets]
+) -> Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]:
+    from softlabels.losses import cbd
+
+    def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        h = model.features(batch.x)
+        z = model.fc(h).float()
+        feats = [t.features_for(batch.rows, batch.view) for t in feature_targets]
+        return {
+            "loss": cbd(
+                student_logits=z, student_features=h, teacher_features=feats, labels=batch.y, **hp
+            )
+        }
+
+    return step
+
+
+def _ssd_step(
+    hp: dict[str, Any], targets: TeacherTargets
+) -> Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]:
+    from softlabels.losses import ssd
+
+    def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        hard, soft = model.heads(batch.x)
+        zt = targets.logits_for(batch.rows, batch.view)
+        return {
+            "loss": ssd(
+                hard_logits=hard, student_logits=soft, teacher_logits=zt, labels=batch.y, **hp
+            )
+        }
+
+    return step
+
+
+def _ecl_step(
+    hp: dict[str, Any], counts: torch.Tensor, targets: TeacherTargets | None
+) -> Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]:
+    from softlabels.losses import ecl
+
+    def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        outs = model.expert_outputs(batch.x)
+        kw: dict[str, Any] = {}
+        if targets is not None:
+            kw["teacher_logits"] = targets.logits_for(batch.rows, batch.view)
+            if targets.features is not None and targets.features.shape[-1] == outs[0][0].shape[-1]:
+                kw["teacher_features"] = targets.features_for(batch.rows, batch.view)
+        loss = ecl(
+            cls_logits=[c for _, c, _ in outs],
+            ref_logits=[r for _, _, r in outs],
+            features=[v for v, _, _ in outs],
+            labels=batch.y,
+            class_counts=counts,
+            **kw,
+            **hp,
+        )
         return {"loss": loss}
 
     return step

@@ -40,6 +40,9 @@ class StudentSpec:
     model: str = "cnn1d"
     method: str = "ce"
     teacher: str | None = None
+    teachers: tuple[str, ...] | None = (
+        None  # CBD: the K feature teachers (default: all with features)
+    )
     tau: float | str | None = None  # None: the method's default; "auto": tune-tau's choice
     power: float | None = None
     alpha: float | None = None
@@ -47,6 +50,12 @@ class StudentSpec:
     tau_bc: float | None = None
     drw_epoch: int | None = None  # BKD deferred re-weighting: plain weights before this epoch
     mixup: float = 0.0  # Beta(mixup, mixup) mixing of student inputs; 0 = off
+    feat_weight: float | None = None  # CBD: b, the weight of the feature cosine term
+    lambda_hard: float | None = None  # SSD: weight of the hard head's CE
+    lambda_soft: float | None = None  # SSD: weight of the soft head's KD
+    experts: int = 3  # ECL: number of experts K
+    con_weight: float | None = None  # ECL: weight b of the contrastive proxy (0 = off)
+    inference: str = "mean"  # ECL: "mean" of the experts' cls heads, or an expert index
     classifier: str = "linear"
     epochs: int = 30
     lr: float = 0.05
@@ -57,7 +66,7 @@ class StudentSpec:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    sampler: str = "instance"
+    sampler: str | None = None  # None: the method's (class-balanced for CBD, else instance)
     seed: int = 0
     data_seed: int | None = None  # None: same as seed
     views: str = "auto"  # auto | replay | own (own augmentation with the clean/first view's target)
@@ -98,7 +107,7 @@ class StudentSpec:
                 raise UsageError(f"Expected {key} >= 1, got {getattr(self, key)} {where}")
         if not self.lr > 0:
             raise UsageError(f"Expected lr > 0, got {self.lr} {where}")
-        if self.sampler not in SAMPLERS:
+        if self.sampler is not None and self.sampler not in SAMPLERS:
             raise UsageError(
                 f"Expected sampler among {', '.join(SAMPLERS)}, got {self.sampler!r} {where}"
             )
@@ -110,6 +119,20 @@ class StudentSpec:
             raise UsageError(
                 f"Expected schedule among {', '.join(SCHEDULES)}, got {self.schedule!r} {where}"
             )
+        if self.method == "ecl" and self.experts < 2:
+            raise UsageError(f"Expected experts >= 2 for ECL, got {self.experts} {where}")
+        if self.inference != "mean" and not (
+            self.inference.isdigit() and int(self.inference) < self.experts
+        ):
+            raise UsageError(
+                f"Expected inference 'mean' or an expert index < {self.experts}, got {self.inference!r} {where}"
+            )
+        if self.teachers is not None and (
+            not self.teachers or not all(isinstance(t, str) for t in self.teachers)
+        ):
+            raise UsageError(
+                f"Expected teachers a non-empty list of names, got {self.teachers!r} {where}"
+            )
         if self.views not in ("auto", "replay", "own"):
             raise UsageError(f"Expected views auto, replay or own, got {self.views!r} {where}")
         if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
@@ -120,6 +143,12 @@ class StudentSpec:
         from softlabels.losses import get_loss
 
         return get_loss(self.method).needs_teacher
+
+    @property
+    def sampler_name(self) -> str:
+        if self.sampler is not None:
+            return self.sampler
+        return "class-balanced" if self.method == "cbd" else "instance"
 
     @property
     def stream_seed(self) -> int:
@@ -135,6 +164,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,),
     "method": (str,),
     "teacher": (str,),
+    "teachers": (list,),
     "tau": (int, float, str),
     "power": (int, float),
     "alpha": (int, float),
@@ -142,6 +172,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "tau_bc": (int, float),
     "drw_epoch": (int,),
     "mixup": (int, float),
+    "feat_weight": (int, float),
+    "lambda_hard": (int, float),
+    "lambda_soft": (int, float),
+    "experts": (int,),
+    "con_weight": (int, float),
+    "inference": (str,),
     "classifier": (str,),
     "epochs": (int,),
     "lr": (int, float),

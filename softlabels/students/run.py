@@ -37,20 +37,96 @@ class DistillResult:
         return asdict(self)
 
 
-def _teacher_of(spec: StudentSpec, names: list[str]) -> str | None:
-    if not spec.needs_teacher:
+def _teacher_of(spec: StudentSpec, cache: Any) -> str | None:
+    """The logit teacher of a student (None for methods without one), checked against the cache."""
+    names = cache.teacher_names
+    if spec.teacher is not None and spec.teacher not in names:
+        raise UsageError(
+            f"student {spec.name!r} asks for teacher {spec.teacher!r}; the cache has {', '.join(names)}"
+        )
+    if spec.method == "ecl":  # the cached teacher is an optional extra expert
+        return spec.teacher
+    if spec.method == "cbd" or not spec.needs_teacher:
         return None
     if spec.teacher is not None:
-        if spec.teacher not in names:
-            raise UsageError(
-                f"student {spec.name!r} asks for teacher {spec.teacher!r}; the cache has {', '.join(names)}"
-            )
-        return spec.teacher
-    if len(names) == 1:
-        return names[0]
-    raise UsageError(
-        f"student {spec.name!r} (method {spec.method}) needs teacher = one of {', '.join(names)}"
+        name = spec.teacher
+    elif len(names) == 1:
+        name = names[0]
+    else:
+        raise UsageError(
+            f"student {spec.name!r} (method {spec.method}) needs teacher = one of {', '.join(names)}"
+        )
+    if spec.method == "ssd" and not cache.teacher(name).info.get("calibration"):
+        raise UsageError(
+            f"student {spec.name!r} (SSD) needs a calibrated teacher; run `softlabels calibrate CACHE "
+            f'--teacher {name} --method lws` and use teacher = "{name}+lws"'
+        )
+    return name
+
+
+def _feature_teachers(spec: StudentSpec, cache: Any) -> list[str]:
+    """CBD's K feature teachers: the listed ones, or every teacher with cached features."""
+    if spec.method != "cbd":
+        return []
+    names = (
+        list(spec.teachers)
+        if spec.teachers
+        else [t for t in cache.teacher_names if cache.teacher(t).info.get("features")]
     )
+    if spec.teacher and not spec.teachers:
+        names = [spec.teacher]
+    if not names:
+        raise UsageError(
+            f"student {spec.name!r} (CBD) needs cached teacher features; dump without --no-features"
+        )
+    for name in names:
+        if name not in cache.teacher_names:
+            raise UsageError(
+                f"student {spec.name!r} asks for teacher {name!r}; the cache has {', '.join(cache.teacher_names)}"
+            )
+        if not cache.teacher(name).info.get("features"):
+            raise UsageError(
+                f"student {spec.name!r} (CBD) needs the features of teacher {name!r}, which were not cached; "
+                "dump it without --no-features"
+            )
+    return names
+
+
+def _build_student_model(
+    spec: StudentSpec, ds: Any, feature_dims: int, seed: int
+) -> torch.nn.Module:
+    from softlabels.models import create_model
+
+    in_channels = int(ds.input_shape[0])
+    backbone_kwargs = {"in_features": int(np.prod(ds.input_shape))} if spec.model == "mlp" else None
+    common = {"num_classes": ds.num_classes, "in_channels": in_channels, "seed": seed}
+    if spec.method == "cbd":
+        return create_model(
+            "projected",
+            backbone=spec.model,
+            proj_dim=feature_dims,
+            backbone_kwargs=backbone_kwargs,
+            classifier="cosine",
+            **common,
+        )
+    if spec.method == "ssd":
+        return create_model(
+            "twohead",
+            backbone=spec.model,
+            backbone_kwargs=backbone_kwargs,
+            classifier=spec.classifier,
+            **common,
+        )
+    if spec.method == "ecl":
+        return create_model(
+            "experts",
+            backbone=spec.model,
+            num_experts=spec.experts,
+            inference=spec.inference,
+            backbone_kwargs=backbone_kwargs,
+            **common,
+        )
+    return create_model(spec.model, classifier=spec.classifier, **(backbone_kwargs or {}), **common)
 
 
 def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
@@ -83,7 +159,6 @@ def distill(
     from softlabels.engine.optim import OptimConfig
     from softlabels.engine.samplers import make_sampler
     from softlabels.metrics import evaluate_logits, group_definition
-    from softlabels.models import create_model
     from softlabels.students.methods import MIXUP_TARGET, make_step, resolve_hparams
     from softlabels.students.targets import load_targets
     from softlabels.teachers.dump import resolve_device
@@ -106,47 +181,66 @@ def distill(
     counts_np = ds.class_counts("train")
     counts = torch.as_tensor(counts_np, device=dev)
     definition = group_definition(counts_np)
-    names = cache.teacher_names
-    teacher_of = {s.name: _teacher_of(s, names) for s in specs}
+    teacher_of = {s.name: _teacher_of(s, cache) for s in specs}
+    feature_teachers = {s.name: _feature_teachers(s, cache) for s in specs}
     hps = {s.name: resolve_hparams(s, cache.meta.get("tune_tau")) for s in specs}
     cache_mode = str((cache.meta.get("views") or {}).get("mode", "clean"))
     strength = (cache.meta.get("views") or {}).get("strength") or "standard"
     modes = {s.name: _view_mode(s, cache_mode) for s in specs}
-    used = sorted({t for t in teacher_of.values() if t is not None})
+    used = sorted(
+        {t for t in teacher_of.values() if t is not None}
+        | {t for ts in feature_teachers.values() for t in ts}
+    )
+    with_features = {t for ts in feature_teachers.values() for t in ts}
+    with_features |= {
+        teacher_of[s.name]
+        for s in specs
+        if s.method == "ecl"
+        and teacher_of[s.name]
+        and cache.teacher(teacher_of[s.name]).info.get("features")
+    }
     for t in used:
         cache.require_complete(t)
-    targets = {t: load_targets(cache, t, dev) for t in used}  # every chunk checksum verified
+    # every chunk checksum verified while reading
+    targets = {t: load_targets(cache, t, dev, features=t in with_features) for t in used}
     cached_seeds = np.asarray(cache.view_seeds[...]) if "replay" in modes.values() else None
 
-    in_channels = int(ds.input_shape[0])
-
     def evaluate(m: torch.nn.Module) -> dict[str, Any]:
-        return evaluate_logits(
+        metrics = evaluate_logits(
             predict(m, ds, "test", device=dev), ds.test.labels, counts_np, groups=definition
         )
+        if hasattr(
+            m, "hard_head"
+        ):  # SSD: the soft head is reported, the hard head recorded beside it
+            hard = evaluate_logits(
+                predict(m, ds, "test", device=dev, forward=lambda mm, x: mm.heads(x)[0]),
+                ds.test.labels,
+                counts_np,
+                groups=definition,
+            )
+            metrics["hard_top1"] = hard["top1"]
+            metrics.update({f"hard_{k}": v for k, v in hard["groups"].items() if k != "definition"})
+        return metrics
 
     groups: dict[tuple[Any, ...], list[StudentSpec]] = {}
     for s in specs:
-        groups.setdefault((s.sampler, s.batch_size, s.stream_seed, modes[s.name]), []).append(s)
+        groups.setdefault((s.sampler_name, s.batch_size, s.stream_seed, modes[s.name]), []).append(
+            s
+        )
     runs: list[Student] = []
     for (sampler_name, batch_size, seed, mode), members in groups.items():
         students = []
         for spec in members:
-            kw: dict[str, Any] = (
-                {"in_features": int(np.prod(ds.input_shape))} if spec.model == "mlp" else {}
+            fdims = sum(
+                int(cache.teacher(t).info["feature_dim"]) for t in feature_teachers[spec.name]
             )
-            model = create_model(
-                spec.model,
-                num_classes=ds.num_classes,
-                in_channels=in_channels,
-                classifier=spec.classifier,
-                seed=spec.seed,
-                **kw,
-            ).to(dev)
+            model = _build_student_model(spec, ds, fdims, spec.seed).to(dev)
             resolved = {
                 "spec": spec.to_dict(),
                 "hparams": hps[spec.name],
                 "teacher": teacher_of[spec.name],
+                "feature_teachers": feature_teachers[spec.name],
+                "sampler": spec.sampler_name,
                 "views": mode,
                 "mixup_target": MIXUP_TARGET if spec.mixup > 0 else None,
                 "cache": {"url": cache.url, "config_key": cache.meta.get("config_key")},
@@ -168,7 +262,13 @@ def distill(
                 model=model,
                 optim=optim,
                 epochs=spec.epochs,
-                step_fn=make_step(spec, hps[spec.name], counts, tgt),
+                step_fn=make_step(
+                    spec,
+                    hps[spec.name],
+                    counts,
+                    tgt,
+                    [targets[t] for t in feature_teachers[spec.name]],
+                ),
                 evaluate_fn=evaluate,
                 out_dir=out / spec.name,
                 config=resolved,
@@ -272,7 +372,8 @@ def _finish(
             "name": spec.name,
             "method": spec.method,
             "model": spec.model,
-            "teacher": teacher_of[spec.name],
+            "teacher": teacher_of[spec.name]
+            or ("+".join(s.config.get("feature_teachers") or []) or None),
             "views": modes[spec.name],
             "hparams": hps[spec.name],
             "status": status,
