@@ -21,8 +21,14 @@ def distill(
     ] = None,
     name: Annotated[str, typer.Option(help="Student name (single-student mode).")] = "student",
     model: Annotated[str | None, typer.Option(help="Student architecture.")] = None,
-    method: Annotated[str | None, typer.Option(help="ce, bsce, kd, dive or bkd.")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="ce, bsce, kd, dive, bkd, cbd, ssd or ecl.")
+    ] = None,
     teacher: Annotated[str | None, typer.Option(help="Teacher name in the cache.")] = None,
+    teachers: Annotated[
+        str | None,
+        typer.Option(help="CBD: comma-separated feature teachers (default: all with features)."),
+    ] = None,
     tau: Annotated[
         str | None, typer.Option(help="Temperature, or 'auto' for tune-tau's choice.")
     ] = None,
@@ -34,6 +40,22 @@ def distill(
     ] = None,
     drw_epoch: Annotated[
         int | None, typer.Option(help="BKD: deferred re-weighting from this epoch.")
+    ] = None,
+    feat_weight: Annotated[
+        float | None, typer.Option(help="CBD: weight b of the feature term (100).")
+    ] = None,
+    lambda_hard: Annotated[
+        float | None, typer.Option(help="SSD: weight of the hard head's CE (1).")
+    ] = None,
+    lambda_soft: Annotated[
+        float | None, typer.Option(help="SSD: weight of the soft head's KD (1).")
+    ] = None,
+    experts: Annotated[int | None, typer.Option(help="ECL: number of experts K (3).")] = None,
+    con_weight: Annotated[
+        float | None, typer.Option(help="ECL: weight of the contrastive proxy (0 = off).")
+    ] = None,
+    inference: Annotated[
+        str | None, typer.Option(help="ECL: 'mean' of experts or an expert index.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -72,6 +94,15 @@ def distill(
             "beta": beta,
             "mixup": mixup,
             "drw_epoch": drw_epoch,
+            "teachers": tuple(t.strip() for t in teachers.split(",") if t.strip())
+            if teachers
+            else None,
+            "feat_weight": feat_weight,
+            "lambda_hard": lambda_hard,
+            "lambda_soft": lambda_soft,
+            "experts": experts,
+            "con_weight": con_weight,
+            "inference": inference,
             "epochs": epochs,
             "lr": lr,
             "batch_size": batch_size,
