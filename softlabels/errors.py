@@ -13,6 +13,7 @@ from softlabels.stores.errors import (
     NonFiniteError,
     SoftlabelsError,
     SpecError,
+    StorageError,
     UsageError,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "NonFiniteError",
     "SoftlabelsError",
     "SpecError",
+    "StorageError",
     "UsageError",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "NonFiniteError",
     "SoftlabelsError",
     "SpecError",
+    "StorageError",
     "UsageError",
 ]
 
@@ -71,5 +72,14 @@ class NonFiniteError(SoftlabelsError, FloatingPointError):
 
 class DivergedError(NonFiniteError):
     """A training loss became NaN/Inf; the run stopped (its checkpoints before stay)."""
+
+    exit_code = 1
+
+
+class StorageError(CacheError, OSError):
+    """Writing to the cache's storage failed (disk full, read-only, I/O error).
+
+    Everything committed before stays; rerunning the same command resumes.
+    """
 
     exit_code = 1

@@ -412,12 +412,6 @@ def _test_features(
     ds = load_dataset(dataset)
     check_dataset(cache, ds, "train")
     spec = str(info.get("model"))
-    recorded = info.get("model_id")
-    if recorded is not None and model_identity(spec) != recorded:
-        raise UsageError(
-            f"the model of teacher {teacher!r} ({spec}) changed since the dump, so its test "
-            "features would not match the cache; drop --dataset to report training accuracy"
-        )
     part = ds.split("test")
     try:
         lm = load_model(
@@ -433,6 +427,12 @@ def _test_features(
             f"({exc}); drop --dataset to report training accuracy"
         ) from None
     try:
+        recorded = info.get("model_id")
+        if recorded is not None and model_identity(spec) != recorded:
+            raise UsageError(
+                f"the model of teacher {teacher!r} ({spec}) changed since the dump, so its test "
+                "features would not match the cache; drop --dataset to report training accuracy"
+            )
         pair = lm.classifier()
         if pair is None or not (
             torch.allclose(pair[0].float().cpu(), source_cls.weight, atol=1e-6)

@@ -18,7 +18,9 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
 
     # Students log different columns (SSD adds its hard head's): use the union of all keys.
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]) if rows else pa.table({})
+    table = (
+        pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]) if rows else pa.table({})
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

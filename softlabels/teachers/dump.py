@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from softlabels.errors import NonFiniteError, UsageError
+from softlabels.errors import NonFiniteError, SoftlabelsError, StorageError, UsageError
 
 __all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher", "resolve_device"]
 
@@ -184,7 +184,7 @@ def dump(
     from softlabels.data import load_dataset, view_seeds
     from softlabels.metrics import shot_groups
     from softlabels.models import load_model
-    from softlabels.stores.cache import FORMAT_VERSION, ArraySpec, Cache, CacheWriter
+    from softlabels.stores.cache import FORMAT_VERSION, ArraySpec
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -331,6 +331,56 @@ def dump(
         ),
     }
 
+    try:
+        return _write_cache(
+            config,
+            out,
+            meta,
+            specs,
+            tables,
+            models,
+            tinfo,
+            ds,
+            split,
+            dev,
+            overwrite,
+            break_lock,
+            workers,
+            progress,
+            view_seeds,
+            t0,
+        )
+    except OSError as exc:
+        if isinstance(exc, SoftlabelsError):
+            raise
+        what = exc.strerror or str(exc) or type(exc).__name__
+        raise StorageError(
+            f"writing the cache {out} failed: {what}; every chunk committed before is kept; "
+            "fix the storage (free space, permissions) and rerun the same command to resume"
+        ) from exc
+
+
+def _write_cache(
+    config: DumpConfig,
+    out: str,
+    meta: dict[str, Any],
+    specs: list[Any],
+    tables: dict[str, Any],
+    models: dict[str, Any],
+    tinfo: dict[str, dict[str, Any]],
+    ds: Any,
+    split: Any,
+    dev: torch.device,
+    overwrite: bool,
+    break_lock: bool,
+    workers: int,
+    progress: Progress | None,
+    view_seeds: Callable[..., np.ndarray],
+    t0: float,
+) -> DumpResult:
+    from softlabels.stores.cache import Cache, CacheWriter
+
+    n, c, v = int(meta["N"]), int(meta["C"]), int(meta["V"])
     writer = CacheWriter.open(
         out,
         meta=meta,
@@ -390,8 +440,9 @@ def dump(
                 in_flight = None
         finally:
             if in_flight is not None:
-                # Never lose a chunk that was computed: finish its commit before leaving.
-                in_flight.result()
+                # Never lose a chunk that was computed: let its commit finish before leaving
+                # (exception() waits without raising; a failed commit was raised above).
+                in_flight.exception()
             commit_pool.shutdown(wait=True)
             load_pool.shutdown(wait=True, cancel_futures=True)
     size = Cache(out).nbytes_on_disk()
