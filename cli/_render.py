@@ -66,7 +66,7 @@ def _default(obj: Any) -> Any:
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """A Rich progress bar on stderr; yields ``update(done, total)``."""
     if not enabled:
-        yield lambda done, total: None
+        yield lambda done, total, info="": None
         return
     columns = (
         TextColumn("[bold]{task.description}"),

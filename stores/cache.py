@@ -383,7 +383,7 @@ def add_teacher(
         # Leftovers of an earlier (maybe interrupted) add of this name.
         loc.remove(f"teachers/{name}")
         for rec in loc.list(Manifest.PREFIX):
-            if rec.endswith(f"+{name}.json"):
+            if _part_of(rec) == name if rec.endswith(".json") else False:
                 loc.remove(f"{Manifest.PREFIX}/{rec}")
         n = int(meta["N"])
         specs = []

@@ -26,3 +26,15 @@ def test_console_script_and_module_entry() -> None:
     conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert conf["project"]["scripts"]["softlabels"] == "softlabels.cli.app:main"
     assert (ROOT / "softlabels" / "__main__.py").exists()
+
+
+def test_every_code_folder_is_a_regular_package() -> None:
+    # A folder of modules without __init__.py is a namespace package: setuptools' package
+    # list skips it and a wheel would ship without it.
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    missing = []
+    for folder in conf["package-dir"].values():
+        for py in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" not in py.parts and not (py.parent / "__init__.py").exists():
+                missing.append(str(py.parent.relative_to(ROOT)))
+    assert not missing, f"add __init__.py to: {sorted(set(missing))}"
