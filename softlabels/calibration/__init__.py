@@ -22,7 +22,12 @@ from softlabels.calibration._methods import (
     flatten_views,
     tau_norm,
 )
-from softlabels.calibration._run import CalibrationResult, calibrate, calibrated_name
+from softlabels.calibration._run import (
+    CalibrationResult,
+    calibrate,
+    calibrated_name,
+    stored_classifier,
+)
 
 __all__ = [
     "KINDS",
@@ -35,5 +40,6 @@ __all__ = [
     "fit_crt",
     "fit_lws",
     "flatten_views",
+    "stored_classifier",
     "tau_norm",
 ]

@@ -309,6 +309,20 @@ def _check_source(cache: Any, teacher: str, info: dict[str, Any]) -> None:
         )
 
 
+def stored_classifier(cache: Any, teacher: str) -> Classifier:
+    """The final layer stored with a teacher (checksums checked), calibrated ones included:
+    ``lws_scale * head(v)`` for an LWS teacher, the re-trained or normalised layer else."""
+    info = cache.teacher(teacher).info
+    cls = _source_classifier(cache, teacher, info)
+    path = f"teachers/{teacher}/lws_scale"
+    if cache.manifest.entry(path) is not None:
+        scale = torch.from_numpy(np.asarray(cache.group[path][...], dtype=np.float32))
+        cls = Classifier(
+            cls.weight, cls.bias, kind=cls.kind, cosine_scale=cls.cosine_scale, lws_scale=scale
+        )
+    return cls
+
+
 def _source_classifier(cache: Any, teacher: str, info: dict[str, Any]) -> Classifier:
     """The cached classifier, its static files checked against the manifest first."""
     from softlabels.stores.manifest import sha256

@@ -445,12 +445,19 @@ def _evaluate_teachers(
 
     out = []
     for name in names:
-        spec = cache.teacher(name).info.get("model")
+        info = cache.teacher(name).info
+        spec = info.get("model")
+        calibrated = bool(info.get("calibration"))
         entry: dict[str, Any] = {"name": name, "model": spec}
         try:
             lm = load_model(
-                str(spec), num_classes=ds.num_classes, device=str(dev), with_features=False
+                str(spec), num_classes=ds.num_classes, device=str(dev), with_features=calibrated
             )
+            head = None
+            if calibrated:  # the backbone's features through the calibrated final layer
+                from softlabels.calibration import stored_classifier
+
+                head = stored_classifier(cache, name).to(dev)
         except SoftlabelsError:
             entry["status"] = "model not available"
             out.append(entry)
@@ -459,7 +466,9 @@ def _evaluate_teachers(
         with torch.inference_mode():
             for start in range(0, len(ds.test), 512):
                 rows = np.arange(start, min(len(ds.test), start + 512))
-                z, _ = lm.forward(ds.clean(ds.test.load(rows).to(dev)))
+                z, feats = lm.forward(ds.clean(ds.test.load(rows).to(dev)))
+                if head is not None:
+                    z = head(feats.float())
                 logits.append(z.float().cpu())
         m = evaluate_logits(torch.cat(logits).numpy(), ds.test.labels, counts_np, groups=definition)
         entry.update(
