@@ -26,22 +26,36 @@ KEYS = ("top1", "many", "medium", "few", "ece")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TEACHERS = {  # name: (loss, ssl, classifier, augment, seed offset) as in scripts/demo.sh
+    "ce": ("ce", None, "linear", "standard", 0),
+    "bsce": ("bsce", None, "linear", "standard", 0),
+    "ssd": ("ce", "rotation", "linear", "standard", 0),
+    "cbd1": ("ce", None, "cosine", "standard", 1),
+    "cbd2": ("ce", None, "cosine", "strong", 2),
+}
+
+
 def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views: int) -> list[dict]:
+    from softlabels.calibration import calibrate
+
     rows = []
     teachers = {}
-    for loss in ("ce", "bsce"):
+    for name, (loss, ssl, classifier, augment, offset) in TEACHERS.items():
         cfg = TrainConfig(
             dataset=dataset,
             model="cnn1d",
             loss=loss,
+            ssl=ssl,
+            classifier=classifier,
+            augment=augment,
             epochs=epochs,
             batch_size=64,
             optim=OptimConfig(lr=0.05),
-            seed=seed,
+            seed=seed * 10 + offset if offset else seed,
         )
-        res = train(cfg, out / f"teacher-{loss}", device="cpu")
-        teachers[loss] = res.model_path
-        rows.append({"seed": seed, "run": f"teacher {loss}", **{k: res.metrics[k] for k in KEYS}})
+        res = train(cfg, out / f"teacher-{name}", device="cpu")
+        teachers[name] = res.model_path
+        rows.append({"seed": seed, "run": f"teacher {name}", **{k: res.metrics[k] for k in KEYS}})
     cache = out / "cache.slc"
     dump(
         DumpConfig(
@@ -53,9 +67,22 @@ def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views:
         ),
         str(cache),
         device="cpu",
+        overwrite=True,
     )
-    ve = virtual_examples(str(cache), "bsce")
-    store_choice(str(cache), ve)
+    store_choice(str(cache), virtual_examples(str(cache), "bsce"))
+    cal = calibrate(str(cache), "ssd", "lws", overwrite=True, dataset=dataset)
+    after = cal.to_dict().get("after") or {}
+    if after:
+        groups = after.get("groups", {})
+        rows.append(
+            {
+                "seed": seed,
+                "run": "teacher ssd+lws",
+                "top1": after.get("top1"),
+                "ece": after.get("ece"),
+                **{g: groups.get(g) for g in ("many", "medium", "few")},
+            }
+        )
     specs = [
         replace(s, seed=seed, data_seed=seed, epochs=epochs)
         for s in parse_plan(tomllib.loads(plan.read_text()))
