@@ -7,7 +7,30 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "model_logits"]
+
+
+def model_logits(
+    lm: Any,
+    ds: Any,
+    split: str = "test",
+    *,
+    device: torch.device,
+    batch_size: int = 512,
+    head: Any = None,
+) -> np.ndarray:
+    """Logits ([N, C] float32) of a loaded model on a split's clean inputs; with ``head``,
+    the model's features go through that final layer instead (a calibrated teacher)."""
+    part = ds.split(split)
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(part), batch_size):
+            rows = np.arange(start, min(len(part), start + batch_size))
+            z, feats = lm.forward(ds.clean(part.load(rows).to(device)))
+            if head is not None:
+                z = head(feats.float())
+            outs.append(z.float().cpu())  # sync: one per batch
+    return torch.cat(outs).numpy() if outs else np.zeros((0, ds.num_classes), np.float32)
 
 
 def evaluate_model(
@@ -38,13 +61,7 @@ def evaluate_model(
         device=str(dev),
         with_features=False,
     )
-    outs = []
-    with torch.inference_mode():
-        for start in range(0, len(part), batch_size):
-            rows = np.arange(start, min(len(part), start + batch_size))
-            logits, _ = lm.forward(ds.clean(part.load(rows).to(dev)))
-            outs.append(logits.float().cpu())
-    logits_np = torch.cat(outs).numpy()
+    logits_np = model_logits(lm, ds, split, device=dev, batch_size=batch_size)
     result = evaluate_logits(logits_np, part.labels, ds.class_counts("train"), groups=groups)
     result.update(
         {

@@ -440,6 +440,7 @@ def _evaluate_teachers(
 ) -> list[dict[str, Any]]:
     """Test metrics of the teachers whose model files are still at hand (else marked so)."""
     from softlabels.errors import SoftlabelsError
+    from softlabels.evaluation import model_logits
     from softlabels.metrics import evaluate_logits
     from softlabels.models import load_model
 
@@ -462,15 +463,8 @@ def _evaluate_teachers(
             entry["status"] = "model not available"
             out.append(entry)
             continue
-        logits = []
-        with torch.inference_mode():
-            for start in range(0, len(ds.test), 512):
-                rows = np.arange(start, min(len(ds.test), start + 512))
-                z, feats = lm.forward(ds.clean(ds.test.load(rows).to(dev)))
-                if head is not None:
-                    z = head(feats.float())
-                logits.append(z.float().cpu())
-        m = evaluate_logits(torch.cat(logits).numpy(), ds.test.labels, counts_np, groups=definition)
+        logits = model_logits(lm, ds, "test", device=dev, head=head)
+        m = evaluate_logits(logits, ds.test.labels, counts_np, groups=definition)
         entry.update(
             {"status": "ok", "top1": m["top1"], "ece": m["ece"], "per_class": m["per_class"]}
         )
