@@ -49,6 +49,7 @@ def dump(
 ) -> None:
     """Run teachers once over a dataset and write their logits (and features) to a cache."""
     with errors_to_exit():
+        from softlabels.distributed import is_main
         from softlabels.teachers import DumpConfig, parse_teacher
         from softlabels.teachers import dump as run_dump
 
@@ -65,7 +66,8 @@ def dump(
             strength=strength,
             compressor=compressor,
         )
-        with progress_bar("dump", enabled=not json_) as update:
+        # Under torchrun only rank 0 shows progress (of its share of the chunks) and results.
+        with progress_bar("dump", enabled=not json_ and is_main()) as update:
             result = run_dump(
                 config,
                 out_,
@@ -75,6 +77,8 @@ def dump(
                 workers=workers,
                 progress=update,
             )
+    if not is_main():
+        return
     data = result.to_dict()
     if json_:
         print_json(data)

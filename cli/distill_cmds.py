@@ -80,6 +80,7 @@ def distill(
     Flags given with --plan override the plan's values for every student.
     """
     with errors_to_exit():
+        from softlabels.distributed import is_main
         from softlabels.errors import UsageError
         from softlabels.students import StudentSpec, load_plan
         from softlabels.students import distill as run_distill
@@ -119,7 +120,8 @@ def distill(
                     "Expected --plan PLAN.toml or --method (and --model) for one student"
                 )
             specs = [StudentSpec(name=name, **flags)]
-        with progress_bar("distill", enabled=not json_) as update:
+        # Under torchrun only rank 0 shows progress and results.
+        with progress_bar("distill", enabled=not json_ and is_main()) as update:
 
             def on_progress(info: dict[str, Any]) -> None:
                 students = info["students"]
@@ -141,6 +143,8 @@ def distill(
                 plots=plots,
                 progress=on_progress,
             )
+    if not is_main():
+        return
     if json_:
         print_json(result.to_dict())
         return

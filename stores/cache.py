@@ -96,10 +96,18 @@ class Problem:
 
 
 class CacheWriter:
-    """Creates or resumes one cache; commits row chunks; holds the write lock until closed."""
+    """Creates or resumes one cache; commits row chunks; holds the write lock until closed.
+
+    :meth:`open` takes the lock; :meth:`attach` joins a cache whose lock another process of
+    the same job holds (the other ranks of a distributed dump) and takes none.
+    """
 
     def __init__(
-        self, loc: Location, lock: CacheLock, meta: dict[str, Any], specs: Sequence[ArraySpec]
+        self,
+        loc: Location,
+        lock: CacheLock | None,
+        meta: dict[str, Any],
+        specs: Sequence[ArraySpec],
     ):
         import zarr
 
@@ -174,6 +182,33 @@ class CacheWriter:
         except BaseException:
             lock.release()
             raise
+
+    @classmethod
+    def attach(cls, url: str, *, meta: dict[str, Any], specs: Sequence[ArraySpec]) -> CacheWriter:
+        """Join a cache that another process created with :meth:`open` and holds locked.
+
+        For the ranks of a distributed dump other than rank 0: they commit the chunks given
+        to them (each chunk has its own manifest record, so ranks never write the same file)
+        and take no lock. The cache must exist with the ``config_key`` of ``meta`` and with
+        every array of ``specs``.
+        """
+        loc = resolve(url)
+        existing = _read_attrs(loc)
+        if existing is None:
+            raise CacheNotFoundError(
+                f"{loc.url} is not a softlabels cache (yet); attach after the writer that "
+                "holds the lock created it"
+            )
+        if existing.get("config_key") != meta["config_key"]:
+            raise CacheExistsError(
+                f"{loc.url} was created with settings other than this process's "
+                f"({_diff(existing.get('config', {}), meta.get('config', {}))}); every process "
+                "must see the same dataset, teacher files and options"
+            )
+        missing = [s.path for s in specs if not loc.exists(f"{s.path}/zarr.json")]
+        if missing:
+            raise CacheError(f"{loc.url} has no array {missing[0]}; the cache was not created")
+        return cls(loc, None, existing, specs)
 
     # -- state
     @property
@@ -250,7 +285,8 @@ class CacheWriter:
         self.group.attrs[ATTR] = meta
 
     def close(self) -> None:
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> CacheWriter:
         return self

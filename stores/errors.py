@@ -17,6 +17,7 @@ __all__ = [
     "FingerprintMismatchError",
     "IncompleteCacheError",
     "NonFiniteError",
+    "PeerError",
     "SoftlabelsError",
     "SpecError",
     "StorageError",
@@ -81,5 +82,11 @@ class StorageError(CacheError, OSError):
 
     Everything committed before stays; rerunning the same command resumes.
     """
+
+    exit_code = 1
+
+
+class PeerError(SoftlabelsError, RuntimeError):
+    """Another process of a distributed job failed or stopped while this one waited for it."""
 
     exit_code = 1

@@ -3,6 +3,11 @@
 Small datasets (the whole raw split fits comfortably) live on the device and are indexed
 there; larger ones are loaded batch by batch by a thread pool ahead of use. Augmentation
 is the dataset's seeded batched recipe, so it runs wherever the batch is.
+
+With ``rank``/``world`` (DistributedDataParallel), every rank draws the same global batches
+(same sampler and seed) and keeps its slice ``rows[rank::world]`` of each: it loads,
+augments and gathers targets for its own rows only, while the global batch, and so the
+averaged gradient, are those of one process.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from softlabels.data import Dataset, view_seeds
 from softlabels.data.augment import uniform
 from softlabels.engine.samplers import Sampler
+from softlabels.errors import UsageError
 
 __all__ = ["Batch", "BatchStream", "epoch_seed", "predict"]
 
@@ -40,6 +46,12 @@ class Batch:
     seeds: np.ndarray | None = None  # augmentation seed of each sample (None: clean inputs)
     view: np.ndarray | None = None  # cached view index of each sample (0 for a clean cache)
     extras: dict[str, Any] = field(default_factory=dict)
+    global_size: int = 0  # rows of the global batch (all ranks); 0: this batch is all of it
+
+    @property
+    def share(self) -> float:
+        """This rank's fraction of the global batch (1.0 for one process)."""
+        return len(self.rows) / self.global_size if self.global_size else 1.0
 
 
 class BatchStream:
@@ -57,7 +69,18 @@ class BatchStream:
         seed: int = 0,
         workers: int = 2,
         cached_views: np.ndarray | None = None,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"Expected 0 <= rank < world, got rank {rank}, world {world}")
+        if world > 1 and min(batch_size, len(sampler)) < world:
+            raise UsageError(
+                f"Expected a batch size of at least one sample per process ({world}), got "
+                f"{min(batch_size, len(sampler))}; raise --batch-size or start fewer processes"
+            )
+        self.rank = rank
+        self.world = world
         self.dataset = dataset
         self.split = dataset.train
         self.sampler = sampler
@@ -99,6 +122,10 @@ class BatchStream:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         batches = self._index_batches(epoch)
+        sizes = [len(rows) for rows in batches]
+        if self.world > 1:
+            # This rank's slice of every global batch (the rows it loads and trains on).
+            batches = [rows[self.rank :: self.world] for rows in batches]
         base = epoch_seed(self.seed, epoch)
         pool = ThreadPoolExecutor(max(1, self.workers)) if self._resident is None else None
         queue: deque[Future[torch.Tensor]] = deque()
@@ -129,7 +156,16 @@ class BatchStream:
                 else:
                     x = self.dataset.clean(raw)
                 y = self._labels[torch.as_tensor(rows, device=self.device)]
-                yield Batch(epoch=epoch, step=step, rows=rows, x=x, y=y, seeds=seeds, view=view)
+                yield Batch(
+                    epoch=epoch,
+                    step=step,
+                    rows=rows,
+                    x=x,
+                    y=y,
+                    seeds=seeds,
+                    view=view,
+                    global_size=sizes[step] if self.world > 1 else 0,
+                )
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -6,6 +6,12 @@ fed to every active student. A student whose loss becomes NaN/Inf stops (student
 and step recorded); the others go on. Each student's state is saved atomically after each
 epoch, and since samplers and augmentation depend only on (seed, epoch), a resumed run
 ends with the same weights as an uninterrupted one (on CPU).
+
+Distributed (a stream with ``world`` > 1, under torchrun): each student's step runs inside
+DistributedDataParallel on the rank's slice of the global batch; the loss is weighted by the
+slice's share so the averaged gradient is the global batch's, whatever the slice sizes.
+BatchNorm layers become SyncBatchNorm on CUDA; on the CPU (gloo has no SyncBatchNorm) they
+use each rank's slice statistics. Only rank 0 evaluates and saves state.
 """
 
 from __future__ import annotations
@@ -79,19 +85,30 @@ class Student:
 
     def try_resume(self) -> bool:
         """Load the saved state when it exists and was made with the same config."""
+        state = self.read_state()
+        if state is None:
+            return False
+        self.load_state(state)
+        return True
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The saved state, when it exists and was made with the same config."""
         path = self.state_path
         if path is None or not path.exists():
-            return False
+            return None
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["config"] != json.dumps(self.config, sort_keys=True):
-            return False
+            return None
+        return dict(state)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state of :meth:`read_state` (e.g. one rank 0 read and sent)."""
         self.model.load_state_dict(state["model"])
         assert self.optimizer is not None
         self.optimizer.load_state_dict(state["optimizer"])
         self.epochs_done = int(state["epochs_done"])
         self.history = json.loads(state["history"])
         self.diverged = json.loads(state["diverged"])
-        return True
 
 
 def flatten_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +137,51 @@ def _amp(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
+class _Step(torch.nn.Module):
+    """A student's whole step (forward and loss) as one module, so DistributedDataParallel
+    sees every model call a method makes (``features``, ``heads``, experts ...)."""
+
+    def __init__(self, model: torch.nn.Module, step_fn: StepFn) -> None:
+        super().__init__()
+        self.model = model
+        self.step_fn = step_fn
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.step_fn(self.model, batch)
+
+
+def _distributed(s: Student, device: torch.device) -> torch.nn.Module:
+    """The student's step wrapped in DistributedDataParallel (parameters from rank 0)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        # Batch statistics over the global batch, as one process would compute them.
+        s.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(s.model)
+    return DistributedDataParallel(
+        _Step(s.model, s.step_fn),
+        device_ids=[device.index] if device.type == "cuda" else None,
+    )
+
+
+def _average_grads(params: list[torch.nn.Parameter]) -> None:
+    """Gradients of parameters outside the model (DDP does the model's)."""
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
+def _global_loss(loss: torch.Tensor, share: float) -> torch.Tensor:
+    """The loss of the global batch: every rank's mean weighted by its share, summed."""
+    import torch.distributed as dist
+
+    total = loss.detach().float() * share
+    dist.all_reduce(total)
+    return total
+
+
 def fit(
     students: list[Student],
     stream: BatchStream,
@@ -131,10 +193,13 @@ def fit(
     """Train every student for its epochs over the shared stream."""
     device = stream.device
     steps_per_epoch = stream.steps_per_epoch()
+    world = stream.world
+    main = stream.rank == 0  # the rank that evaluates and saves (the only one alone)
     for s in students:
         s.model.to(device)
         if device.type == "cuda":
             s.model.to(memory_format=torch.channels_last)
+    steps = {s.name: _distributed(s, device) for s in students} if world > 1 else {}
     last_epoch = max((s.epochs for s in students), default=0)
     first_epoch = min((s.epochs_done for s in students if s.active), default=last_epoch)
     for epoch in range(first_epoch, last_epoch):
@@ -161,20 +226,30 @@ def fit(
                 for group in s.optimizer.param_groups:
                     group["lr"] = s.optim.lr * factor
                 with _amp(device):
-                    parts = s.step_fn(s.model, batch)
+                    parts = steps[s.name](batch) if steps else s.step_fn(s.model, batch)
                 loss = parts["loss"]
+                shown = loss.detach().float()
+                if steps:
+                    # One all-reduce per step and student: every rank sees the global batch's
+                    # loss, so all decide alike whether it diverged.
+                    shown = _global_loss(loss, batch.share)
+                    # DDP averages gradients over ranks; weighting by share * world makes the
+                    # average the gradient of the global batch's mean loss.
+                    loss = loss * (batch.share * world)
                 # Sync point: one bool per step and student, so divergence is caught at its step.
-                if not bool(torch.isfinite(loss)):
+                if not bool(torch.isfinite(shown)):
                     s.diverged = {
                         "epoch": epoch,
                         "step": batch.step,
-                        "loss": str(float(loss.detach())),
+                        "loss": str(float(shown)),
                     }
                     continue
                 s.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if steps and s.extra_params:
+                    _average_grads(s.extra_params)
                 s.optimizer.step()
-                sums[s.name] += loss.detach().float()
+                sums[s.name] += shown
                 counts[s.name] += 1
             if progress:
                 progress(
@@ -195,7 +270,8 @@ def fit(
                     "loss": "non-finite weights",
                 }
             if s.diverged is not None:
-                s.save_state()
+                if main:
+                    s.save_state()
                 if on_epoch_end:
                     on_epoch_end(s)
                 continue
@@ -207,14 +283,17 @@ def fit(
                 "lr": s.optimizer.param_groups[0]["lr"] if s.optimizer else math.nan,
                 "seconds": seconds,
             }
-            if s.evaluate_fn is not None and (
-                s.epochs_done % eval_every == 0 or s.epochs_done == s.epochs
+            if (
+                main
+                and s.evaluate_fn is not None
+                and (s.epochs_done % eval_every == 0 or s.epochs_done == s.epochs)
             ):
                 metrics = s.evaluate_fn(s.model)
                 row.update(flatten_metrics(metrics))
                 row["_per_class"] = metrics.get("per_class")
             s.history.append(row)
-            s.save_state()
+            if main:
+                s.save_state()
             if on_epoch_end:
                 on_epoch_end(s)
     return students

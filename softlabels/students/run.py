@@ -3,6 +3,11 @@
 Students that share sampler, batch size, data seed and view mode share one pass: each
 batch is loaded and augmented once and fed to all of them. Each keeps its own model,
 optimiser, schedule, method and init seed, so it ends exactly as if trained alone.
+
+Under torchrun every rank trains every student with DistributedDataParallel on its slice
+of each global batch (see :mod:`softlabels.engine.inputs`) and gathers only its rows of the
+teacher targets; rank 0 decides resumption (and sends the state), evaluates, and writes
+checkpoints, metrics and the summary; every rank returns rank 0's result.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def distill(
     evaluate_teachers: bool = True,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> DistillResult:
-    from softlabels import check_dataset, open_cache
+    from softlabels import check_dataset, distributed, open_cache
     from softlabels.data import load_dataset
     from softlabels.engine.inputs import BatchStream, predict
     from softlabels.engine.loop import Student, fit
@@ -161,14 +166,21 @@ def distill(
     from softlabels.metrics import evaluate_logits, group_definition
     from softlabels.students.methods import MIXUP_TARGET, make_step, resolve_hparams
     from softlabels.students.targets import load_targets
-    from softlabels.teachers.dump import resolve_device
 
     t0 = time.perf_counter()
     if not specs:
         raise UsageError("Expected at least one student")
     if eval_every < 1:
         raise UsageError(f"Expected --eval-every >= 1, got {eval_every}")
-    dev = resolve_device(device)
+    if distributed.launched() and str(cache_url).startswith("memory://"):
+        raise UsageError(
+            f"{cache_url} lives in the memory of one process; under torchrun give a cache "
+            "that every rank sees (a shared folder or an object-store URL)"
+        )
+    ctx = distributed.setup(device)
+    dev = ctx.device
+    if not ctx.is_main:
+        progress = None
     cache = open_cache(cache_url)
     ds = load_dataset(dataset)
     if cache.dataset.get("split", "train") != "train":
@@ -177,7 +189,8 @@ def distill(
         )
     check_dataset(cache, ds, "train")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:  # the only rank that writes into the run folder
+        out.mkdir(parents=True, exist_ok=True)
     counts_np = ds.class_counts("train")
     counts = torch.as_tensor(counts_np, device=dev)
     definition = group_definition(counts_np)
@@ -273,7 +286,13 @@ def distill(
                 out_dir=out / spec.name,
                 config=resolved,
             )
-            student.try_resume()
+            if ctx.distributed:
+                # Rank 0's saved state (if any) on every rank: the run folder need not be shared.
+                state = distributed.broadcast_state(student.read_state() if ctx.is_main else None)
+                if state is not None:
+                    student.load_state(state)
+            else:
+                student.try_resume()
             students.append(student)
         stream = BatchStream(
             ds,
@@ -285,18 +304,23 @@ def distill(
             seed=seed,
             workers=workers,
             cached_views=cached_seeds if mode == "replay" else None,
+            rank=ctx.rank,
+            world=ctx.world,
         )
         done = list(runs)
 
         def on_epoch_end(
             _s: Student, done: list[Student] = done, current: list[Student] = students
         ) -> None:
-            _write_tables(out, done + current)  # metrics.parquet is current after every epoch
+            if ctx.is_main:  # metrics.parquet is current after every epoch
+                _write_tables(out, done + current)
 
         fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
         runs.extend(students)
 
-    return _finish(
+    if ctx.distributed and not ctx.is_main:
+        return DistillResult(**distributed.broadcast_json(None))
+    result = _finish(
         out,
         runs,
         specs,
@@ -313,6 +337,9 @@ def distill(
         plots,
         evaluate_teachers,
     )
+    if ctx.distributed:
+        distributed.broadcast_json(result.to_dict())
+    return result
 
 
 def _write_tables(out: Path, runs: list[Any]) -> None:

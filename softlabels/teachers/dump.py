@@ -4,6 +4,12 @@ Chunks are the unit of work and of commitment. Inside a chunk, batches always st
 chunk's first row, so a chunk's bytes do not depend on whether the dump was resumed; a
 resumed dump skips committed chunks and rewrites the rest. Writing chunk ``i`` overlaps
 with computing chunk ``i + 1`` (one writer thread), and input batches are prefetched.
+
+Under ``torchrun`` every rank runs the teachers on its own share of the pending chunks
+(every world-th one) of the same cache: rank 0 creates or resumes the cache, holds its lock
+and writes the metadata, tables and static arrays; the others attach to it; each rank
+commits its own chunks' manifest records. Since a chunk's bytes depend only on its rows, the
+cache is the same, byte for byte, as one process would write.
 """
 
 from __future__ import annotations
@@ -187,7 +193,8 @@ def dump(
     from softlabels.stores.cache import FORMAT_VERSION, ArraySpec
 
     t0 = time.perf_counter()
-    dev = resolve_device(device)
+    ctx = _distributed_setup(device, out)
+    dev = ctx.device
     ds = load_dataset(config.dataset)
     split = ds.split(config.split)
     n, c, v = len(split), ds.num_classes, config.num_views
@@ -349,6 +356,7 @@ def dump(
             progress,
             view_seeds,
             t0,
+            ctx,
         )
     except OSError as exc:
         if isinstance(exc, SoftlabelsError):
@@ -358,6 +366,18 @@ def dump(
             f"writing the cache {out} failed: {what}; every chunk committed before is kept; "
             "fix the storage (free space, permissions) and rerun the same command to resume"
         ) from exc
+
+
+def _distributed_setup(device: str, out: str) -> Any:
+    """The device, and under torchrun the process group (one rank per chunk share)."""
+    from softlabels import distributed
+
+    if distributed.launched() and str(out).startswith("memory://"):
+        raise UsageError(
+            f"{out} lives in the memory of one process; under torchrun give --out a folder "
+            "that every rank sees or an object-store URL (s3://, gs://)"
+        )
+    return distributed.setup(device)
 
 
 def _write_cache(
@@ -377,75 +397,96 @@ def _write_cache(
     progress: Progress | None,
     view_seeds: Callable[..., np.ndarray],
     t0: float,
+    ctx: Any,
 ) -> DumpResult:
+    """Open (rank 0: create or resume, holding the lock) or attach to the cache, commit this
+    rank's share of the pending chunks, and report (every rank returns rank 0's result)."""
+    from softlabels import distributed
     from softlabels.stores.cache import Cache, CacheWriter
 
     n, c, v = int(meta["N"]), int(meta["C"]), int(meta["V"])
-    writer = CacheWriter.open(
-        out,
-        meta=meta,
-        specs=specs,
-        tables=tables,
-        overwrite=overwrite,
-        break_lock=break_lock,
-        compressor=config.compressor,
-    )
-    with writer:
-        pending = writer.pending_chunks()
-        status = (
-            "created"
-            if len(pending) == writer.num_chunks
-            else ("resumed" if pending else "complete")
+    statics = {
+        path: arr
+        for name, (_lm, cls_w) in models.items()
+        if cls_w is not None
+        for path, arr in (
+            (f"teachers/{name}/classifier/weight", cls_w[0].detach().float().cpu().numpy()),
+            (f"teachers/{name}/classifier/bias", cls_w[1].detach().float().cpu().numpy()),
         )
-        if not writer.static_done():
-            writer.write_static(
-                {
-                    path: arr
-                    for name, (_lm, cls_w) in models.items()
-                    if cls_w is not None
-                    for path, arr in (
-                        (
-                            f"teachers/{name}/classifier/weight",
-                            cls_w[0].detach().float().cpu().numpy(),
-                        ),
-                        (
-                            f"teachers/{name}/classifier/bias",
-                            cls_w[1].detach().float().cpu().numpy(),
-                        ),
-                    )
-                }
-            )
-        done_rows = n - sum(writer.rows(ch)[1] - writer.rows(ch)[0] for ch in pending)
-        if progress:
-            progress(done_rows, n)
-        commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="softlabels-commit")
-        load_pool = ThreadPoolExecutor(
-            max_workers=max(1, workers), thread_name_prefix="softlabels-load"
-        )
-        in_flight: Future[None] | None = None
-        try:
-            for chunk in pending:
-                start, stop = writer.rows(chunk)
-                data = _run_chunk(
-                    ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
+    }
+    writer: CacheWriter | None = None
+    setup: dict[str, Any] = {}
+    try:
+        if ctx.is_main:
+            try:
+                writer = CacheWriter.open(
+                    out,
+                    meta=meta,
+                    specs=specs,
+                    tables=tables,
+                    overwrite=overwrite,
+                    break_lock=break_lock,
+                    compressor=config.compressor,
                 )
-                if in_flight is not None:
-                    in_flight.result()
-                in_flight = commit_pool.submit(writer.write_chunk, chunk, data)
-                done_rows += stop - start
-                if progress:
-                    progress(done_rows, n)
-            if in_flight is not None:
-                in_flight.result()
-                in_flight = None
-        finally:
-            if in_flight is not None:
-                # Never lose a chunk that was computed: let its commit finish before leaving
-                # (exception() waits without raising; a failed commit was raised above).
-                in_flight.exception()
-            commit_pool.shutdown(wait=True)
-            load_pool.shutdown(wait=True, cancel_futures=True)
-    size = Cache(out).nbytes_on_disk()
+                # Metadata, tables and static arrays (the classifiers) come from rank 0 alone.
+                if not writer.static_done():
+                    writer.write_static(statics)
+                setup = {"pending": writer.pending_chunks(), "num_chunks": writer.num_chunks}
+            except BaseException as exc:
+                # The other ranks wait for this: tell them, so they stop with the same error.
+                if ctx.distributed:
+                    distributed.broadcast_json({"error": _error_doc(exc)})
+                raise
+        if ctx.distributed:
+            setup = distributed.broadcast_json(setup)
+            if "error" in setup:
+                raise _error_from(setup["error"])
+            if not ctx.is_main:
+                writer = CacheWriter.attach(out, meta=meta, specs=specs)
+        assert writer is not None
+        pending = [int(ch) for ch in setup["pending"]]
+        num_chunks = int(setup["num_chunks"])
+        status = "created" if len(pending) == num_chunks else ("resumed" if pending else "complete")
+        # Ranks take every world-th pending chunk: disjoint, and balanced on a resume too
+        # (a crashed rank's chunks are spread over all ranks, not left to one).
+        mine = pending[ctx.rank :: ctx.world]
+        share = sum(writer.rows(ch)[1] - writer.rows(ch)[0] for ch in mine)
+        # Progress counts rows of the whole cache (one process) or of this rank's share.
+        total = share if ctx.distributed else n
+        _commit_chunks(
+            writer,
+            mine,
+            total - share,
+            total,
+            ds,
+            split,
+            models,
+            tinfo,
+            config,
+            dev,
+            workers,
+            progress,
+            view_seeds,
+        )
+        # A barrier: past it, every rank's chunks are committed.
+        per_rank = distributed.all_gather_json(len(mine)) if ctx.distributed else [len(mine)]
+    finally:
+        if writer is not None:
+            writer.close()
+    report: dict[str, Any] = {}
+    if ctx.is_main:
+        writer.loc.fs.invalidate_cache()  # listings cached by object stores miss other ranks' files
+        report = {
+            "size": Cache(out).nbytes_on_disk(),
+            "seconds": time.perf_counter() - t0,
+            "device": str(dev),
+        }
+    extra: dict[str, Any] = {"device": str(dev), "views_mode": meta["views"]["mode"]}
+    if ctx.distributed:
+        report = distributed.broadcast_json(report)
+        extra["device"] = report["device"]
+        extra["world_size"] = ctx.world
+        extra["chunks_per_rank"] = per_rank
     return DumpResult(
         url=writer.loc.url,
         status=status,
@@ -453,13 +494,84 @@ def _write_cache(
         num_classes=c,
         num_views=v,
         teachers=list(tinfo),
-        chunks_total=writer.num_chunks,
+        chunks_total=num_chunks,
         chunks_written=len(pending),
-        seconds=time.perf_counter() - t0,
-        bytes_on_disk=size,
+        seconds=float(report["seconds"]),
+        bytes_on_disk=int(report["size"]),
         fingerprint=split.fingerprint(),
-        extra={"device": str(dev), "views_mode": meta["views"]["mode"]},  # type: ignore[index]
+        extra=extra,
     )
+
+
+def _commit_chunks(
+    writer: Any,
+    chunks: list[int],
+    done_rows: int,
+    total: int,
+    ds: Any,
+    split: Any,
+    models: dict[str, Any],
+    tinfo: dict[str, dict[str, Any]],
+    config: DumpConfig,
+    dev: torch.device,
+    workers: int,
+    progress: Progress | None,
+    view_seeds: Callable[..., np.ndarray],
+) -> None:
+    """Compute and commit ``chunks`` in order; writing one overlaps computing the next."""
+    if progress:
+        progress(done_rows, total)
+    commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="softlabels-commit")
+    load_pool = ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="softlabels-load"
+    )
+    in_flight: Future[None] | None = None
+    try:
+        for chunk in chunks:
+            start, stop = writer.rows(chunk)
+            data = _run_chunk(
+                ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
+            )
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = commit_pool.submit(writer.write_chunk, chunk, data)
+            done_rows += stop - start
+            if progress:
+                progress(done_rows, total)
+        if in_flight is not None:
+            in_flight.result()
+            in_flight = None
+    finally:
+        if in_flight is not None:
+            # Never lose a chunk that was computed: let its commit finish before leaving
+            # (exception() waits without raising; a failed commit was raised above).
+            in_flight.exception()
+        commit_pool.shutdown(wait=True)
+        load_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _error_doc(exc: BaseException) -> dict[str, Any]:
+    """An exception of rank 0 as plain data for the other ranks."""
+    if isinstance(exc, KeyboardInterrupt):
+        return {"type": "KeyboardInterrupt", "message": "rank 0 was interrupted"}
+    if isinstance(exc, OSError) and not isinstance(exc, SoftlabelsError):
+        what = exc.strerror or str(exc) or type(exc).__name__
+        return {"type": "StorageError", "message": f"writing the cache failed on rank 0: {what}"}
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def _error_from(doc: dict[str, Any]) -> BaseException:
+    """The error a rank raises for rank 0's: the same class and message for expected errors
+    (so every rank exits with the same code and line)."""
+    import softlabels.errors as errors
+
+    cls = getattr(errors, str(doc.get("type")), None)
+    message = str(doc.get("message"))
+    if doc.get("type") == "KeyboardInterrupt":
+        return KeyboardInterrupt(message)
+    if isinstance(cls, type) and issubclass(cls, SoftlabelsError):
+        return cls(message)
+    return RuntimeError(f"rank 0 failed while opening the cache: {doc.get('type')}: {message}")
 
 
 def _run_chunk(

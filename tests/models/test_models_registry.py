@@ -280,11 +280,15 @@ def test_experts_model() -> None:
     model = build("experts", seed=0).eval()
     x = torch.randn(2, 1, 40)
     outs = model.expert_outputs(x)
-    assert len(outs) == 3 and all(v.shape == (2, 128) and c.shape == r.shape == (2, 7) for v, c, r in outs)
+    assert len(outs) == 3 and all(
+        v.shape == (2, 128) and c.shape == r.shape == (2, 7) for v, c, r in outs
+    )
     torch.testing.assert_close(model(x), torch.stack([c for _, c, _ in outs]).mean(0))
     one = build("experts", seed=0, inference="1").eval()
     torch.testing.assert_close(one(x), outs[1][1])
-    rebuilt = create_model(**{"name": model.arch_config()["name"], **model.arch_config()["kwargs"]}, seed=0)
+    rebuilt = create_model(
+        **{"name": model.arch_config()["name"], **model.arch_config()["kwargs"]}, seed=0
+    )
     assert rebuilt.arch_config() == model.arch_config()
     with pytest.raises(UsageError, match="K >= 2"):
         build("experts", num_experts=1)
