@@ -145,16 +145,23 @@ def distill(
             )
     if not is_main():
         return
+    diverged = [s for s in result.students if s["status"] != "ok"]
     if json_:
         print_json(result.to_dict())
-        return
-    render_summary(result.to_dict())
-    for s in result.students:
-        if s["status"] != "ok":
+    else:
+        render_summary(result.to_dict())
+        for s in diverged:
             d = s["diverged"] or {}
-            err.print(
-                f"student {s['name']} diverged at epoch {d.get('epoch', 0) + 1}, step {d.get('step')}; the others finished"
+            others = (
+                "no student finished"
+                if len(diverged) == len(result.students)
+                else "the others finished"
             )
+            err.print(
+                f"student {s['name']} diverged at epoch {d.get('epoch', 0) + 1}, step {d.get('step')}; {others}"
+            )
+    if diverged and len(diverged) == len(result.students):
+        raise typer.Exit(1)  # the run failed on its own terms: no student to use
 
 
 def _tau(value: str | None) -> float | str | None:

@@ -7,6 +7,7 @@ read-only view. Neither knows about datasets or models: callers hand in arrays a
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,7 @@ class CacheWriter:
                 _create_group(loc, meta)
             else:
                 meta = existing
+                _remove_partials(loc)
             # Idempotent: a crash during creation leaves a group that this completes.
             _ensure_arrays(loc, meta, specs, compressor)
             manifest = Manifest(loc)
@@ -329,12 +331,19 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
 
 
-def _create_group(loc: Location, meta: dict[str, Any]) -> None:
-    import zarr
+def _remove_partials(loc: Location) -> None:
+    """Delete temp files a killed writer left (zarr's ``*.partial``, our ``.*.tmp``)."""
+    for path in loc.fs.find(loc.root):
+        base = posixpath.basename(path)
+        if base.endswith(".partial") or (base.startswith(".") and base.endswith(".tmp")):
+            loc.fs.rm(path)
 
-    # mode "a", never "w": "w" would delete the lock file we hold.
-    group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="a")
-    group.attrs[ATTR] = meta
+
+def _create_group(loc: Location, meta: dict[str, Any]) -> None:
+    # The root document is written once, with its attributes, atomically: a crash leaves
+    # either no cache or a cache that resumes (never a group without the softlabels key).
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": {ATTR: meta}}
+    loc.write_atomic("zarr.json", json.dumps(doc, indent=2, allow_nan=False).encode())
 
 
 def _ensure_arrays(
@@ -346,6 +355,12 @@ def _ensure_arrays(
     codec = _compressor(compressor)
     chunk_size = int(meta["chunk_size"])
     for spec in specs:
+        # Parent groups first, each idempotently: a crash between writes leaves none missing.
+        parts = spec.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if not loc.exists(f"{sub}/zarr.json"):
+                group.require_group(sub)
         if loc.exists(f"{spec.path}/zarr.json"):
             continue
         group.create_array(
@@ -513,7 +528,24 @@ class ArrayReader:
     _meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._meta = json.loads(self.cache.loc.read(f"{self.path}/zarr.json"))
+        key = f"{self.path}/zarr.json"
+        try:
+            raw = self.cache.loc.read(key)
+        except FileNotFoundError:
+            raise ChecksumMismatchError(
+                f"{self.cache.loc.url}: the metadata of {self.path} is missing ({key}); run `softlabels verify`"
+            ) from None
+        entry = self.cache.manifest.entry(key)
+        try:
+            if entry is not None and sha256(raw) != entry.sha256:
+                raise ValueError("checksum mismatch")
+            self._meta = json.loads(raw)
+            self._meta["shape"], self._meta["codecs"]
+        except (ValueError, KeyError, TypeError):
+            raise ChecksumMismatchError(
+                f"{self.cache.loc.url}: the metadata of {self.path} is damaged ({key}); "
+                "run `softlabels verify` and redo the dump"
+            ) from None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -749,6 +781,39 @@ class Cache:
                     continue
                 kind = "metadata" if path.endswith("zarr.json") else "static"
                 problems.extend(_check_entry(self.loc, path, entry, kind=kind, record=name))
+        # Each record must describe what its name says: chunk id and rows of that chunk.
+        for name, rec in sorted(self.manifest.records.items()):
+            if not name.startswith("chunk-"):
+                continue
+            named = int(name[len("chunk-") :].split("+", 1)[0].split(".", 1)[0])
+            start = named * self.chunk_size
+            expected = (start, min(self.num_samples, start + self.chunk_size))
+            if rec.chunk != named or rec.rows is None or tuple(rec.rows) != expected:
+                problems.append(
+                    Problem(
+                        "manifest",
+                        f"manifest/{name}",
+                        named,
+                        f"manifest/{name}: chunk {rec.chunk} rows {rec.rows} do not match chunk {named} rows {list(expected)}",
+                    )
+                )
+        # Every array the cache has must have its committed entries (static ones included).
+        names = self.teacher_names if teacher is None else [teacher]
+        for t in names:
+            info = self.meta["teachers"][t]
+            statics = ["classifier/weight", "classifier/bias"] if info.get("classifier") else []
+            for sub in statics:
+                path = f"teachers/{t}/{sub}"
+                present = self.loc.exists(f"{path}/zarr.json") or sub == "classifier/weight"
+                if present and self.manifest.entry(path) is None:
+                    problems.append(
+                        Problem(
+                            "missing",
+                            path,
+                            None,
+                            f"{path}: no manifest entry (static record missing)",
+                        )
+                    )
         for path in self.row_arrays(teacher):
             committed = self.manifest.committed(path)
             for c in range(self.num_chunks):

@@ -96,8 +96,17 @@ class Student:
         path = self.state_path
         if path is None or not path.exists():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["config"] != json.dumps(self.config, sort_keys=True):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            saved_config = state["config"]
+        except Exception as exc:  # any unreadable or foreign file: one line, not a traceback
+            from softlabels.errors import UsageError
+
+            raise UsageError(
+                f"{path} is damaged or not a softlabels run state ({type(exc).__name__}); "
+                "delete it to train that student from the start"
+            ) from None
+        if saved_config != json.dumps(self.config, sort_keys=True):
             return None
         return dict(state)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from softlabels.errors import UsageError
@@ -10,8 +12,8 @@ __all__ = ["check_alpha", "check_counts", "check_positive", "log_prior"]
 
 
 def check_positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise UsageError(f"Expected {name} > 0, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"Expected a finite {name} > 0, got {value}")
     return float(value)
 
 

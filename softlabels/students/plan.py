@@ -19,6 +19,7 @@ naming the student and the key.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
@@ -84,7 +85,7 @@ class StudentSpec:
         get_loss(self.method)  # raises, listing the methods, when unknown
         if isinstance(self.tau, str) and self.tau != "auto":
             raise UsageError(f"Expected tau a number or 'auto', got {self.tau!r} {where}")
-        if isinstance(self.tau, int | float) and not self.tau > 0:
+        if isinstance(self.tau, int | float) and not (self.tau > 0 and math.isfinite(self.tau)):
             raise UsageError(f"Expected tau > 0, got {self.tau} {where}")
         if self.alpha is not None and self.method != "bkd" and not 0 <= self.alpha <= 1:
             raise UsageError(f"Expected alpha in [0, 1], got {self.alpha} {where}")

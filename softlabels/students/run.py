@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from softlabels.errors import UsageError
+from softlabels.stores.cache import ArrayReader
 from softlabels.students.plan import StudentSpec
 
 __all__ = ["DistillResult", "distill"]
@@ -216,7 +217,9 @@ def distill(
         cache.require_complete(t)
     # every chunk checksum verified while reading
     targets = {t: load_targets(cache, t, dev, features=t in with_features) for t in used}
-    cached_seeds = np.asarray(cache.view_seeds[...]) if "replay" in modes.values() else None
+    cached_seeds = (
+        ArrayReader(cache, "views/seed").read_all() if "replay" in modes.values() else None
+    )
 
     def evaluate(m: torch.nn.Module) -> dict[str, Any]:
         metrics = evaluate_logits(

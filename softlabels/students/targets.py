@@ -76,6 +76,18 @@ def load_targets(
     arrays = {"logits": t.reader("logits").read_all()}
     if features:
         arrays["features"] = t.reader("features").read_all()
+    for key, arr in arrays.items():
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if bad.any():
+            from softlabels.errors import NonFiniteError
+
+            rows = np.flatnonzero(bad)
+            ids = cache.samples().column("sample_id").take(rows[:10]).to_pylist()
+            more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+            raise NonFiniteError(
+                f"teacher {name!r} has NaN/Inf cached {key} for {len(rows)} sample(s): "
+                f"{', '.join(map(str, ids))}{more}; redo the dump of that teacher"
+            )
     nbytes = sum(a.nbytes for a in arrays.values())
     limit = _budget(device) if budget is None else budget
     resident = nbytes <= limit
