@@ -99,7 +99,16 @@ class Manifest:
                 self.problems.append(f"manifest/{name}: unexpected file in the manifest")
                 continue
             try:
-                self.records[name] = Record.from_json(name, loc.read(f"{self.PREFIX}/{name}"))
+                rec = Record.from_json(name, loc.read(f"{self.PREFIX}/{name}"))
+                match = _NAME.match(name)
+                named = match.group("chunk") if match else None
+                if named is not None and rec.chunk != int(named):
+                    # Not trusted, so a resumed dump rewrites that chunk and its record.
+                    self.problems.append(
+                        f"manifest/{name}: record says chunk {rec.chunk}, its name chunk {int(named)}"
+                    )
+                    continue
+                self.records[name] = rec
             except (ValueError, KeyError, TypeError) as exc:
                 self.problems.append(
                     f"manifest/{name}: unreadable record ({exc.__class__.__name__})"
