@@ -167,6 +167,7 @@ class CacheWriter:
                     "use --overwrite to replace it or choose another --out"
                 )
             if existing is None:
+                _remove_partials(loc)
                 _create_group(loc, meta)
             else:
                 meta = existing
@@ -302,9 +303,15 @@ def _part_of(record: str) -> str | None:
     return stem.split("+", 1)[1] if "+" in stem else None
 
 
+def _is_temp(name: str) -> bool:
+    """A temp file of an interrupted softlabels or zarr write."""
+    return name.endswith(".partial") or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def _only_lock(loc: Location) -> bool:
-    """Whether the folder holds nothing but our own lock (any other file makes it foreign)."""
-    return set(loc.list("")) <= {LOCK_KEY}
+    """Whether the folder holds nothing but our lock and temp files of an interrupted
+    creation (anything else makes it foreign, and it is never touched)."""
+    return all(name == LOCK_KEY or _is_temp(name) for name in loc.list(""))
 
 
 def _read_attrs(loc: Location) -> dict[str, Any] | None:
@@ -334,8 +341,7 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 def _remove_partials(loc: Location) -> None:
     """Delete temp files a killed writer left (zarr's ``*.partial``, our ``.*.tmp``)."""
     for path in loc.fs.find(loc.root):
-        base = posixpath.basename(path)
-        if base.endswith(".partial") or (base.startswith(".") and base.endswith(".tmp")):
+        if _is_temp(posixpath.basename(path)):
             loc.fs.rm(path)
 
 
