@@ -98,15 +98,27 @@ def test_disk_full_at_random_writes(write_keys, reference, tmp_path: Path) -> No
         assert trial.ok, json.dumps(trial.to_dict(), indent=1)
 
 
-def test_disk_full_while_writing_the_root_attributes(write_keys, reference, tmp_path) -> None:
-    """The root attributes are written with the group, so no half-created cache is left."""
-    keys = write_keys["single"]
-    root_writes = [
-        i for i, k in enumerate(keys) if k.startswith("zarr:") and k.endswith(".slc/zarr.json")
-    ]
-    trial = run_disk_full_trial(tmp_path / "c.slc", reference("single"), "single", root_writes[1])
-    assert trial.exit_code == 1
+def _root_writes(keys: list[str]) -> list[int]:
+    """Writes of the root zarr.json (attributes), through zarr or softlabels' atomic write."""
+    return [i for i, k in enumerate(keys) if k == "zarr.json" or k.endswith(".slc/zarr.json")]
+
+
+def test_disk_full_while_rewriting_the_root_document(write_keys, reference, tmp_path) -> None:
+    """zarr rewrites the root document while it creates arrays: a failure there resumes."""
+    later = _root_writes(write_keys["single"])[1:]
+    assert later
+    for k in later[:3]:
+        trial = run_disk_full_trial(tmp_path / f"c{k}.slc", reference("single"), "single", k)
+        assert trial.ok, json.dumps(trial.to_dict(), indent=1)
+
+
+def test_disk_full_in_the_first_write(write_keys, reference, tmp_path) -> None:
+    """The first write of a dump (the root document with its attributes) fails: resumable."""
+    first = _root_writes(write_keys["single"])[0]
+    trial = run_disk_full_trial(tmp_path / "c.slc", reference("single"), "single", first)
+    assert trial.exit_code == 1 and "No space left" in trial.error
     assert trial.resumed_exit == 0, trial.resumed_error
+    assert trial.differences == []
 
 
 def test_disk_full_before_the_views_group_document(write_keys, reference, tmp_path) -> None:
