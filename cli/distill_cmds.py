@@ -57,6 +57,12 @@ def distill(
     inference: Annotated[
         str | None, typer.Option(help="ECL: 'mean' of experts or an expert index.")
     ] = None,
+    final_lws: Annotated[
+        bool | None,
+        typer.Option(
+            "--final-lws/--no-final-lws", help="SSD stage IV: LWS on the student's hard head."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
@@ -104,6 +110,7 @@ def distill(
             "experts": experts,
             "con_weight": con_weight,
             "inference": inference,
+            "final_lws": final_lws,
             "epochs": epochs,
             "lr": lr,
             "batch_size": batch_size,

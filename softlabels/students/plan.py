@@ -57,6 +57,7 @@ class StudentSpec:
     experts: int = 3  # ECL: number of experts K
     con_weight: float | None = None  # ECL: weight b of the contrastive proxy (0 = off)
     inference: str = "mean"  # ECL: "mean" of the experts' cls heads, or an expert index
+    final_lws: bool = False  # SSD stage IV: LWS on the trained student's hard head
     classifier: str = "linear"
     epochs: int = 30
     lr: float = 0.05
@@ -97,6 +98,8 @@ class StudentSpec:
             raise UsageError(f"Expected mixup >= 0, got {self.mixup} {where}")
         if self.mixup > 0 and self.method != "bkd":
             raise UsageError(f"mixup is a BKD option; got method {self.method!r} {where}")
+        if self.final_lws and self.method != "ssd":
+            raise UsageError(f"final_lws is an SSD option; got method {self.method!r} {where}")
         if self.drw_epoch is not None and self.method != "bkd":
             raise UsageError(f"drw_epoch is a BKD option; got method {self.method!r} {where}")
         if self.classifier not in ("linear", "cosine"):
@@ -179,6 +182,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "experts": (int,),
     "con_weight": (int, float),
     "inference": (str,),
+    "final_lws": (bool,),
     "classifier": (str,),
     "epochs": (int,),
     "lr": (int, float),

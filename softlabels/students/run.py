@@ -414,6 +414,9 @@ def _finish(
         }
         if spec.mixup > 0:
             entry["mixup_target"] = "mixed-targets"
+        if spec.final_lws and status == "ok":
+            entry["hard_lws"] = _final_lws(s.model, spec, ds, counts_np, definition)
+            write_json(out / spec.name / "final_lws.json", entry["hard_lws"])
         students.append(entry)
         pc = final.get("_per_class")
         if pc is not None:
@@ -463,6 +466,44 @@ def _finish(
     )
     write_json(out / "summary.json", result.to_dict())
     return result
+
+
+def _final_lws(
+    model: Any, spec: StudentSpec, ds: Any, counts_np: np.ndarray, definition: str
+) -> dict[str, Any]:
+    """SSD stage IV: LWS (class-balanced, on clean training features) on the hard head;
+    the hard head's test metrics with that scale and the scale itself."""
+    from softlabels.calibration import Classifier, fit_lws
+    from softlabels.metrics import evaluate_logits
+
+    device = next(model.parameters()).device
+    model.eval()
+
+    def feats(split: str) -> torch.Tensor:
+        part = ds.split(split)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(part), 512):
+                rows = np.arange(start, min(len(part), start + 512))
+                out.append(model.features(ds.clean(part.load(rows).to(device))).float())
+        return torch.cat(out)
+
+    head = Classifier(
+        model.hard_head.weight.detach().float(), model.hard_head.bias.detach().float()
+    )
+    fit = fit_lws(
+        feats("train"), torch.as_tensor(ds.train.labels, device=device), head, seed=spec.seed
+    )
+    with torch.inference_mode():
+        logits = fit.classifier.to(device)(feats("test")).float().cpu().numpy()
+    m = evaluate_logits(logits, ds.test.labels, counts_np, groups=definition)
+    scale = fit.classifier.lws_scale
+    return {
+        "top1": m["top1"],
+        "ece": m["ece"],
+        **{k: v for k, v in m["groups"].items() if k != "definition"},
+        "lws_scale": [] if scale is None else [float(x) for x in scale.detach().cpu()],
+    }
 
 
 def _evaluate_teachers(

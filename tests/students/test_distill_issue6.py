@@ -161,3 +161,25 @@ def test_bad_combinations_exit_2(
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], result.stderr
+
+
+def test_ssd_stage_iv_lws_on_the_hard_head(calibrated_cache: str, tmp_path: Path) -> None:
+    spec = StudentSpec(
+        name="ssd", method="ssd", teacher="bsce+lws", epochs=1, batch_size=32, final_lws=True
+    )
+    res = distill(
+        calibrated_cache,
+        DATA,
+        [spec],
+        tmp_path / "r",
+        device="cpu",
+        plots=False,
+        evaluate_teachers=False,
+    )
+    lws = res.students[0]["hard_lws"]
+    assert len(lws["lws_scale"]) == 10 and all(np.isfinite(lws["lws_scale"]))
+    assert lws["lws_scale"] != [1.0] * 10  # the scale was trained
+    assert 0.0 <= lws["top1"] <= 1.0
+    assert json.loads((tmp_path / "r" / "ssd" / "final_lws.json").read_text()) == lws
+    with pytest.raises(UsageError, match="SSD option"):
+        StudentSpec(name="k", method="kd", final_lws=True)
