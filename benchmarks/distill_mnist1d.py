@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+
+from _table import mean_sd_cells
 
 from softlabels.analysis import store_choice, virtual_examples
 from softlabels.engine.optim import OptimConfig
@@ -127,11 +128,7 @@ def main() -> None:
     print("|---" * (len(KEYS) + 1) + "|")
     for run in runs:
         rs = [r for r in rows if r["run"] == run]
-        cells = []
-        for k in KEYS:
-            vals = [100 * r[k] for r in rs]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f}")
+        cells = mean_sd_cells(rs, KEYS)
         print(f"| {run} | " + " | ".join(cells) + " |")
     print(json.dumps(rows))
 

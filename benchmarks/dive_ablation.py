@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
+
+from _table import mean_sd_cells
 
 from softlabels.students import StudentSpec, distill
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
@@ -102,11 +103,7 @@ def main() -> None:
     for label in dict.fromkeys(r["cache"] for r in rows):
         for run in dict.fromkeys(r["run"] for r in rows):
             rs = [r for r in rows if r["cache"] == label and r["run"] == run]
-            cells = []
-            for k in KEYS:
-                vals = [100 * r[k] for r in rs]
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f}")
+            cells = mean_sd_cells(rs, KEYS)
             print(f"| {label} | {run} | " + " | ".join(cells) + " |")
     print(json.dumps(rows))
 

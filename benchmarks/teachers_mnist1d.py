@@ -12,6 +12,8 @@ import json
 import statistics
 import tempfile
 
+from _table import mean_sd_cells
+
 from softlabels.engine.optim import OptimConfig
 from softlabels.teachers.train import TrainConfig, train
 
@@ -54,11 +56,7 @@ def main() -> None:
     print("|---" * (len(KEYS) + 2) + "|")
     for loss in args.losses:
         rs = [r for r in runs if r["loss"] == loss]
-        cells = []
-        for k in KEYS:
-            vals = [100 * r[k] for r in rs]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f}")
+        cells = mean_sd_cells(rs, KEYS)
         secs = statistics.mean(r["seconds"] for r in rs)
         print(f"| {loss} | " + " | ".join(cells) + f" | {secs:.1f} |")
     print(json.dumps(runs))
