@@ -76,7 +76,7 @@ from softlabels.students.methods import make_step, resolve_hparams
 from softlabels.students.plan import StudentSpec
 from softlabels.students.targets import TeacherTargets, load_targets
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
-from softlabels.teachers.dump import resolve_device
+from softlabels.device import resolve_device
 
 VARIANTS = ("ce", "kd", "online", "multi4", "sep4")
 CLOCKS = ("wall", "cpu")

@@ -39,7 +39,7 @@ import torch
 from softlabels.data import load_dataset, view_seeds
 from softlabels.models import load_model
 from softlabels.teachers import DumpConfig, dump, parse_teacher
-from softlabels.teachers.dump import resolve_device
+from softlabels.device import resolve_device
 
 
 def bare_loop(

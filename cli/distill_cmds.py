@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+from softlabels.students.methods import get_method, list_methods, option_kinds
+
+_METHODS = ", ".join(list_methods())
 
 __all__ = ["register"]
 
@@ -17,52 +21,12 @@ def distill(
     dataset: Annotated[str, typer.Option(help="Dataset spec the cache was built from.")],
     out_: Annotated[str, typer.Option("--out", help="Run folder: one sub-folder per student.")],
     plan: Annotated[
-        str | None, typer.Option(help="TOML plan: [defaults] + one [[student]] per student.")
+        str | None, typer.Option(help="TOML plan: \\[defaults] + one \\[\\[student]] per student.")
     ] = None,
     name: Annotated[str, typer.Option(help="Student name (single-student mode).")] = "student",
     model: Annotated[str | None, typer.Option(help="Student architecture.")] = None,
-    method: Annotated[
-        str | None, typer.Option(help="ce, bsce, kd, dive, bkd, cbd, ssd or ecl.")
-    ] = None,
+    method: Annotated[str | None, typer.Option(help=f"One of: {_METHODS}.")] = None,
     teacher: Annotated[str | None, typer.Option(help="Teacher name in the cache.")] = None,
-    teachers: Annotated[
-        str | None,
-        typer.Option(help="CBD: comma-separated feature teachers (default: all with features)."),
-    ] = None,
-    tau: Annotated[
-        str | None, typer.Option(help="Temperature, or 'auto' for tune-tau's choice.")
-    ] = None,
-    power: Annotated[float | None, typer.Option(help="DiVE power normalisation p.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Weight of the distillation term.")] = None,
-    beta: Annotated[float | None, typer.Option(help="BKD effective-number beta.")] = None,
-    mixup: Annotated[
-        float | None, typer.Option(help="BKD: Beta(mixup, mixup) input mixing (0 = off).")
-    ] = None,
-    drw_epoch: Annotated[
-        int | None, typer.Option(help="BKD: deferred re-weighting from this epoch.")
-    ] = None,
-    feat_weight: Annotated[
-        float | None, typer.Option(help="CBD: weight b of the feature term (100).")
-    ] = None,
-    lambda_hard: Annotated[
-        float | None, typer.Option(help="SSD: weight of the hard head's CE (1).")
-    ] = None,
-    lambda_soft: Annotated[
-        float | None, typer.Option(help="SSD: weight of the soft head's KD (1).")
-    ] = None,
-    experts: Annotated[int | None, typer.Option(help="ECL: number of experts K (3).")] = None,
-    con_weight: Annotated[
-        float | None, typer.Option(help="ECL: weight of the contrastive proxy (0 = off).")
-    ] = None,
-    inference: Annotated[
-        str | None, typer.Option(help="ECL: 'mean' of experts or an expert index.")
-    ] = None,
-    final_lws: Annotated[
-        bool | None,
-        typer.Option(
-            "--final-lws/--no-final-lws", help="SSD stage IV: LWS on the student's hard head."
-        ),
-    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
@@ -80,6 +44,7 @@ def distill(
     json_: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
+    **options: Any,
 ) -> None:
     """Train students from cached teacher outputs (one pass feeds every compatible student).
 
@@ -95,22 +60,7 @@ def distill(
             "model": model,
             "method": method,
             "teacher": teacher,
-            "tau": _tau(tau),
-            "power": power,
-            "alpha": alpha,
-            "beta": beta,
-            "mixup": mixup,
-            "drw_epoch": drw_epoch,
-            "teachers": tuple(t.strip() for t in teachers.split(",") if t.strip())
-            if teachers
-            else None,
-            "feat_weight": feat_weight,
-            "lambda_hard": lambda_hard,
-            "lambda_soft": lambda_soft,
-            "experts": experts,
-            "con_weight": con_weight,
-            "inference": inference,
-            "final_lws": final_lws,
+            **{key: _option_value(key, value) for key, value in options.items()},
             "epochs": epochs,
             "lr": lr,
             "batch_size": batch_size,
@@ -171,15 +121,52 @@ def distill(
         raise typer.Exit(1)  # the run failed on its own terms: no student to use
 
 
-def _tau(value: str | None) -> float | str | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        from softlabels.errors import UsageError
+def _option_value(key: str, value: Any) -> Any:
+    """A method option's flag value in the plan's types (tau: a number or 'auto'; names:
+    a comma-separated list)."""
+    if value is None:
+        return None
+    kind = option_kinds()[key].kind
+    if kind == "names":
+        return tuple(v.strip() for v in value.split(",") if v.strip()) or None
+    if kind == "tau" and value != "auto":
+        try:
+            return float(value)
+        except ValueError:
+            from softlabels.errors import UsageError
 
-        raise UsageError(f"Expected --tau a number or 'auto', got {value!r}") from None
+            raise UsageError(f"Expected --{key.replace('_', '-')} a number or 'auto', got {value!r}") from None
+    return value
+
+
+_FLAG_TYPES: dict[str, Any] = {"float": float, "int": int, "str": str, "tau": str, "names": str}
+
+
+def _option_parameter(key: str) -> inspect.Parameter:
+    """A CLI flag for a method option, its help made from every method that has it."""
+    uses = [
+        (m, opt)
+        for m in list_methods()
+        if (opt := get_method(m).option(key)) is not None
+    ]
+    text = "; ".join(f"{m}: {opt.help} ({opt.default})" for m, opt in uses)
+    flag = "--" + key.replace("_", "-")
+    kind = uses[0][1].kind
+    if kind == "bool":
+        info = typer.Option(f"{flag}/--no-{flag[2:]}", help=text)
+        annotation: Any = Annotated[bool | None, info]
+    else:
+        annotation = Annotated[_FLAG_TYPES[kind] | None, typer.Option(flag, help=text)]
+    return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def _with_method_flags(fn: Any) -> Any:
+    """``fn``'s signature with its ``**options`` replaced by one flag per method option."""
+    sig = inspect.signature(fn, eval_str=True)
+    fixed = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [_option_parameter(k) for k in sorted(option_kinds())]
+    fn.__signature__ = sig.replace(parameters=fixed + extra)
+    return fn
 
 
 def render_summary(result: dict[str, Any]) -> None:
@@ -225,4 +212,4 @@ def render_summary(result: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(distill)
+    app.command()(_with_method_flags(distill))

@@ -126,8 +126,17 @@ def timeout() -> datetime.timedelta:
     return datetime.timedelta(minutes=minutes)
 
 
+def check_shared_url(url: str) -> None:
+    """Under torchrun, refuse a cache that only this process can see (``memory://``)."""
+    if launched() and str(url).startswith("memory://"):
+        raise UsageError(
+            f"{url} lives in the memory of one process; under torchrun give a cache folder "
+            "that every rank sees or an object-store URL (s3://, gs://)"
+        )
+
+
 def _device(device: str, local_rank: int, distributed: bool) -> torch.device:
-    from softlabels.teachers.dump import resolve_device
+    from softlabels.device import resolve_device
 
     dev = resolve_device(device)
     # One GPU per rank: "auto" and "cuda" mean this rank's GPU; "cuda:N" is taken as given.

@@ -21,16 +21,14 @@ def model_logits(
 ) -> np.ndarray:
     """Logits ([N, C] float32) of a loaded model on a split's clean inputs; with ``head``,
     the model's features go through that final layer instead (a calibrated teacher)."""
-    part = ds.split(split)
-    outs = []
-    with torch.inference_mode():
-        for start in range(0, len(part), batch_size):
-            rows = np.arange(start, min(len(part), start + batch_size))
-            z, feats = lm.forward(ds.clean(part.load(rows).to(device)))
-            if head is not None:
-                z = head(feats.float())
-            outs.append(z.float().cpu())  # sync: one per batch
-    return torch.cat(outs).numpy() if outs else np.zeros((0, ds.num_classes), np.float32)
+    from softlabels.engine.inputs import clean_outputs
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        z, feats = lm.forward(x)
+        return z if head is None else head(feats.float())
+
+    out = clean_outputs(ds, split, forward, device=device, batch_size=batch_size)
+    return out.numpy() if len(out) else np.zeros((0, ds.num_classes), np.float32)
 
 
 def evaluate_model(
@@ -44,10 +42,10 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate the model spec ``model`` on ``dataset``'s split (clean inputs)."""
     from softlabels.data import load_dataset
+    from softlabels.device import resolve_device
     from softlabels.errors import UsageError
     from softlabels.metrics import evaluate_logits
     from softlabels.models import load_model
-    from softlabels.teachers.dump import resolve_device
 
     if batch_size < 1:
         raise UsageError(f"Expected --batch-size >= 1, got {batch_size}")

@@ -77,7 +77,7 @@ def verify(cache_url: str, dataset: str | None = None) -> dict[str, Any]:
     problems = [p.to_dict() for p in cache.verify()]
     fingerprint: dict[str, Any] | None = None
     if dataset is not None:
-        from softlabels import check_dataset
+        from softlabels.caches import check_dataset
         from softlabels.data import load_dataset
 
         ds = load_dataset(dataset)

@@ -483,7 +483,7 @@ def _stream(
     """V for each effective temperature: [K, C] float64, averaged over views and teachers."""
     import torch
 
-    from softlabels.teachers.dump import resolve_device
+    from softlabels.device import resolve_device
 
     dev = resolve_device(device)
     readers = [cache.teacher(n).reader("logits") for n in teachers]

@@ -107,8 +107,8 @@ def calibrate(
     is the mean per-class accuracy). Every check runs before any training; nothing is
     written unless everything succeeded.
     """
+    from softlabels.device import resolve_device
     from softlabels.stores.cache import Cache, add_teacher
-    from softlabels.teachers.dump import resolve_device
 
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -418,7 +418,7 @@ def _test_features(
     batch_size: int,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Features of the test split from one pass of the source model (clean inputs)."""
-    from softlabels import check_dataset
+    from softlabels.caches import check_dataset
     from softlabels.data import load_dataset
     from softlabels.models import load_model
     from softlabels.teachers.dump import model_identity

@@ -26,7 +26,7 @@ from softlabels.data.augment import uniform
 from softlabels.engine.samplers import Sampler
 from softlabels.errors import UsageError
 
-__all__ = ["Batch", "BatchStream", "epoch_seed", "predict"]
+__all__ = ["Batch", "BatchStream", "clean_outputs", "epoch_seed", "predict"]
 
 DEVICE_RESIDENT_BYTES = 2 << 30  # raw splits up to 2 GiB are kept on the device
 
@@ -171,7 +171,26 @@ class BatchStream:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-@torch.no_grad()
+def clean_outputs(
+    dataset: Dataset,
+    split: str,
+    fn: Callable[[torch.Tensor], Any],
+    *,
+    device: torch.device,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """``fn`` over a split's clean (evaluation-transform) inputs in batches, concatenated
+    on the host as float32 (``fn`` returns a tensor, or a tuple whose first item is one)."""
+    part = dataset.split(split)
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(part), batch_size):
+            rows = np.arange(start, min(len(part), start + batch_size))
+            z = fn(dataset.clean(part.load(rows).to(device)))
+            outs.append(z.float().cpu())  # sync: one per batch
+    return torch.cat(outs) if outs else torch.zeros((0, 0))
+
+
 def predict(
     model: torch.nn.Module,
     dataset: Dataset,
@@ -181,15 +200,17 @@ def predict(
     batch_size: int = 512,
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """Logits of ``model`` on a split's clean inputs, as float32 [N, C]."""
-    part = dataset.split(split)
+    """Logits of ``model`` (eval mode) on a split's clean inputs, as float32 [N, C]."""
     was_training = model.training
     model.eval()
-    outs = []
-    for start in range(0, len(part), batch_size):
-        rows = np.arange(start, min(len(part), start + batch_size))
-        x = dataset.clean(part.load(rows).to(device))
-        z = forward(model, x) if forward is not None else model(x)
-        outs.append(z.float().cpu())  # sync: one per batch
-    model.train(was_training)
-    return torch.cat(outs).numpy() if outs else np.zeros((0, dataset.num_classes), np.float32)
+    try:
+        out = clean_outputs(
+            dataset,
+            split,
+            (lambda x: forward(model, x)) if forward is not None else model,
+            device=device,
+            batch_size=batch_size,
+        )
+    finally:
+        model.train(was_training)
+    return out.numpy() if len(out) else np.zeros((0, dataset.num_classes), np.float32)

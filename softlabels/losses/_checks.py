@@ -8,7 +8,7 @@ import torch
 
 from softlabels.errors import UsageError
 
-__all__ = ["check_alpha", "check_counts", "check_positive", "log_prior"]
+__all__ = ["ClassCounts", "check_alpha", "check_counts", "check_positive", "log_prior"]
 
 
 def check_positive(name: str, value: float) -> float:
@@ -23,7 +23,28 @@ def check_alpha(value: float, name: str = "alpha") -> float:
     return float(value)
 
 
-def check_counts(class_counts: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+class ClassCounts:
+    """Training counts per class, checked once (shape and > 0) where they are made.
+
+    A training step builds one and passes it as ``class_counts`` on every call, so the
+    loss functions skip the value check, which would be a host-device sync per step on a
+    GPU (``(counts <= 0).any()`` needs the result on the host).
+    """
+
+    def __init__(self, class_counts: torch.Tensor, num_classes: int) -> None:
+        self.tensor = check_counts(class_counts, num_classes)
+        self.num_classes = num_classes
+
+
+def check_counts(
+    class_counts: torch.Tensor | ClassCounts | None, num_classes: int
+) -> torch.Tensor:
+    if isinstance(class_counts, ClassCounts):
+        if class_counts.num_classes != num_classes:
+            raise UsageError(
+                f"Expected class_counts of shape ({num_classes},), got ({class_counts.num_classes},)"
+            )
+        return class_counts.tensor
     if class_counts is None:
         raise UsageError("Expected class_counts (training count per class), got None")
     counts = torch.as_tensor(class_counts)

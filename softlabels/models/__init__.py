@@ -14,6 +14,7 @@ from softlabels.models import composite as composite
 from softlabels.models import mlp as mlp
 from softlabels.models import resnet_cifar as resnet_cifar
 from softlabels.models._base import ClassifierNet, ModelArgs
+from softlabels.models._inputs import shape_kwargs
 from softlabels.models._registry import create_model, is_model, list_models, register_model
 from softlabels.models._spec import LoadedModel, load_model
 from softlabels.models.checkpoint import load_checkpoint, save_checkpoint
@@ -31,4 +32,5 @@ __all__ = [
     "load_model",
     "register_model",
     "save_checkpoint",
+    "shape_kwargs",
 ]

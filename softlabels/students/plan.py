@@ -13,51 +13,43 @@ A plan file has a ``[defaults]`` table and one ``[[student]]`` table per student
     teacher = "bsce"
     tau = "auto"           # the temperature chosen by `softlabels tune-tau`
 
-Unknown keys, unknown methods, bad values and duplicate names are refused with one line
-naming the student and the key.
+Keys are the training settings below (``StudentSpec``'s fields) and the options of the
+student's method (:mod:`softlabels.students.methods`). Unknown keys, an option the
+student's method does not have, unknown methods, bad values and duplicate names are
+refused with one line naming the student and the key. A method option in ``[defaults]``
+(or a CLI flag given with a plan) applies to the students whose method has it.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from softlabels.errors import UsageError
+from softlabels.students.methods import get_method, option_kinds
 
 __all__ = ["StudentSpec", "load_plan", "parse_plan"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StudentSpec:
-    """Everything that defines one student run."""
+    """Everything that defines one student run: training settings and method options.
+
+    ``StudentSpec(name, method="dive", tau=3.0, epochs=40)``: keywords that are not
+    training settings are options of the method, checked against its record (and kept in
+    ``options``; unset options keep the method's defaults).
+    """
 
     name: str
     model: str = "cnn1d"
     method: str = "ce"
     teacher: str | None = None
-    teachers: tuple[str, ...] | None = (
-        None  # CBD: the K feature teachers (default: all with features)
-    )
-    tau: float | str | None = None  # None: the method's default; "auto": tune-tau's choice
-    power: float | None = None
-    alpha: float | None = None
-    beta: float | None = None
-    tau_bc: float | None = None
-    drw_epoch: int | None = None  # BKD deferred re-weighting: plain weights before this epoch
-    mixup: float = 0.0  # Beta(mixup, mixup) mixing of student inputs; 0 = off
-    feat_weight: float | None = None  # CBD: b, the weight of the feature cosine term
-    lambda_hard: float | None = None  # SSD: weight of the hard head's CE
-    lambda_soft: float | None = None  # SSD: weight of the soft head's KD
-    experts: int = 3  # ECL: number of experts K
-    con_weight: float | None = None  # ECL: weight b of the contrastive proxy (0 = off)
-    inference: str = "mean"  # ECL: "mean" of the experts' cls heads, or an expert index
-    final_lws: bool = False  # SSD stage IV: LWS on the trained student's hard head
     classifier: str = "linear"
     epochs: int = 30
     lr: float = 0.05
@@ -72,36 +64,43 @@ class StudentSpec:
     seed: int = 0
     data_seed: int | None = None  # None: same as seed
     views: str = "auto"  # auto | replay | own (own augmentation with the clean/first view's target)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the method options given
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        given = dict(kw.pop("options", None) or {})
+        for key in list(kw):
+            if key not in _SETTINGS:
+                given[key] = kw.pop(key)
+        object.__setattr__(self, "name", name)
+        for f in fields(self):
+            if f.name in ("name", "options"):
+                continue
+            object.__setattr__(self, f.name, kw.get(f.name, f.default))
+        object.__setattr__(self, "options", {})
+        self.__post_init__()
+        method = get_method(self.method)
+        where = f"(student {self.name!r})"
+        parsed = {}
+        for key, value in given.items():
+            if value is None:  # unset: the method's default
+                continue
+            opt = method.option(key)
+            if opt is None:
+                raise UsageError(method.not_an_option(key, where))
+            parsed[key] = opt.parse(value, where)
+        method.resolve(parsed, where)  # checks across options
+        object.__setattr__(self, "options", parsed)
 
     def __post_init__(self) -> None:
         from softlabels.engine.optim import OPTIMIZERS, SCHEDULES
         from softlabels.engine.samplers import SAMPLERS
-        from softlabels.losses import get_loss
 
         where = f"(student {self.name!r})"
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise UsageError(
                 f"Expected a student name of letters, digits, '_', '.', '-', got {self.name!r}"
             )
-        get_loss(self.method)  # raises, listing the methods, when unknown
-        if isinstance(self.tau, str) and self.tau != "auto":
-            raise UsageError(f"Expected tau a number or 'auto', got {self.tau!r} {where}")
-        if isinstance(self.tau, int | float) and not (self.tau > 0 and math.isfinite(self.tau)):
-            raise UsageError(f"Expected tau > 0, got {self.tau} {where}")
-        if self.alpha is not None and self.method != "bkd" and not 0 <= self.alpha <= 1:
-            raise UsageError(f"Expected alpha in [0, 1], got {self.alpha} {where}")
-        if self.power is not None and not 0 < self.power <= 1:
-            raise UsageError(f"Expected power in (0, 1], got {self.power} {where}")
-        if self.beta is not None and not 0 <= self.beta < 1:
-            raise UsageError(f"Expected beta in [0, 1), got {self.beta} {where}")
-        if self.mixup < 0:
-            raise UsageError(f"Expected mixup >= 0, got {self.mixup} {where}")
-        if self.mixup > 0 and self.method != "bkd":
-            raise UsageError(f"mixup is a BKD option; got method {self.method!r} {where}")
-        if self.final_lws and self.method != "ssd":
-            raise UsageError(f"final_lws is an SSD option; got method {self.method!r} {where}")
-        if self.drw_epoch is not None and self.method != "bkd":
-            raise UsageError(f"drw_epoch is a BKD option; got method {self.method!r} {where}")
+        get_method(self.method)  # raises, listing the methods, when unknown
         if self.classifier not in ("linear", "cosine"):
             raise UsageError(
                 f"Expected classifier linear or cosine, got {self.classifier!r} {where}"
@@ -123,66 +122,37 @@ class StudentSpec:
             raise UsageError(
                 f"Expected schedule among {', '.join(SCHEDULES)}, got {self.schedule!r} {where}"
             )
-        if self.method == "ecl" and self.experts < 2:
-            raise UsageError(f"Expected experts >= 2 for ECL, got {self.experts} {where}")
-        if self.inference != "mean" and not (
-            self.inference.isdigit() and int(self.inference) < self.experts
-        ):
-            raise UsageError(
-                f"Expected inference 'mean' or an expert index < {self.experts}, got {self.inference!r} {where}"
-            )
-        if self.teachers is not None and (
-            not self.teachers or not all(isinstance(t, str) for t in self.teachers)
-        ):
-            raise UsageError(
-                f"Expected teachers a non-empty list of names, got {self.teachers!r} {where}"
-            )
         if self.views not in ("auto", "replay", "own"):
             raise UsageError(f"Expected views auto, replay or own, got {self.views!r} {where}")
         if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
             raise UsageError(f"Expected seeds >= 0 {where}")
 
-    @property
-    def needs_teacher(self) -> bool:
-        from softlabels.losses import get_loss
-
-        return get_loss(self.method).needs_teacher
+    def __getattr__(self, key: str) -> Any:
+        # spec.tau and the like: the given value of a method option, None when unset
+        if key in option_kinds():
+            return self.__dict__.get("options", {}).get(key)
+        raise AttributeError(f"'StudentSpec' object has no attribute {key!r}")
 
     @property
     def sampler_name(self) -> str:
-        if self.sampler is not None:
-            return self.sampler
-        return "class-balanced" if self.method == "cbd" else "instance"
+        return self.sampler if self.sampler is not None else get_method(self.method).sampler
 
     @property
     def stream_seed(self) -> int:
         return self.seed if self.data_seed is None else self.data_seed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Training settings and the given options, flat (``StudentSpec(**d)`` rebuilds it)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        return out | {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
 
 
-_FIELDS = {f.name: f for f in fields(StudentSpec)}
-_TYPES: dict[str, tuple[type, ...]] = {
+_SETTINGS = {f.name for f in fields(StudentSpec)} - {"options"}
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "model": (str,),
     "method": (str,),
     "teacher": (str,),
-    "teachers": (list,),
-    "tau": (int, float, str),
-    "power": (int, float),
-    "alpha": (int, float),
-    "beta": (int, float),
-    "tau_bc": (int, float),
-    "drw_epoch": (int,),
-    "mixup": (int, float),
-    "feat_weight": (int, float),
-    "lambda_hard": (int, float),
-    "lambda_soft": (int, float),
-    "experts": (int,),
-    "con_weight": (int, float),
-    "inference": (str,),
-    "final_lws": (bool,),
     "classifier": (str,),
     "epochs": (int,),
     "lr": (int, float),
@@ -198,30 +168,34 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "data_seed": (int,),
     "views": (str,),
 }
+assert set(_SETTING_TYPES) == _SETTINGS
 
 
-def _check_table(table: dict[str, Any], where: str) -> dict[str, Any]:
+def _check_settings(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Type-check a plan table: training settings here, method options by some method's
+    record (each student's own method checks them again when its spec is built)."""
+    options = option_kinds()
     out = {}
     for key, value in table.items():
-        if key not in _FIELDS:
-            raise UsageError(
-                f"Unknown key {key!r} in {where}; expected one of: {', '.join(sorted(_FIELDS))}"
-            )
-        types = _TYPES[key]
-        if isinstance(value, bool) and bool not in types:
-            raise UsageError(
-                f"Expected {key} of type {types[0].__name__}, got {value!r} (in {where})"
-            )
-        if not isinstance(value, types):
+        if key in options:
+            out[key] = options[key].parse(value, f"(in {where})")
+            continue
+        if key not in _SETTINGS:
+            known = sorted(_SETTINGS | set(options))
+            raise UsageError(f"Unknown key {key!r} in {where}; expected one of: {', '.join(known)}")
+        types = _SETTING_TYPES[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise UsageError(
                 f"Expected {key} of type {types[0].__name__}, got {value!r} (in {where})"
             )
-        out[key] = (
-            float(value)
-            if float in types and int in types and not isinstance(value, str)
-            else value
-        )
+        out[key] = float(value) if float in types else value
     return out
+
+
+def _for_method(shared: dict[str, Any], method: str) -> dict[str, Any]:
+    """The shared values (plan defaults, CLI overrides) that apply to a method's students."""
+    m = get_method(method)
+    return {k: v for k, v in shared.items() if k not in option_kinds() or m.option(k) is not None}
 
 
 def parse_plan(
@@ -233,8 +207,9 @@ def parse_plan(
         raise UsageError(
             f"Unknown table(s) {sorted(unknown)} in plan; expected [defaults] and [[student]]"
         )
-    defaults = _check_table(dict(doc.get("defaults", {})), "[defaults]")
+    defaults = _check_settings(dict(doc.get("defaults", {})), "[defaults]")
     defaults.pop("name", None)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     students = doc.get("student")
     if not isinstance(students, list) or not students:
         raise UsageError("Expected at least one [[student]] table in the plan")
@@ -243,10 +218,11 @@ def parse_plan(
         if not isinstance(table, dict):
             raise UsageError(f"Expected [[student]] tables, got {table!r}")
         where = f"[[student]] #{i + 1}" + (f" ({table['name']!r})" if "name" in table else "")
-        entry = _check_table(table, where)
+        entry = _check_settings(table, where)
         if "name" not in entry:
             raise UsageError(f"Expected a name in {where}")
-        merged = defaults | entry | (overrides or {})
+        method = overrides.get("method", entry.get("method", defaults.get("method", "ce")))
+        merged = _for_method(defaults, method) | entry | _for_method(overrides, method)
         specs.append(StudentSpec(**merged))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -266,7 +242,3 @@ def load_plan(path: str | Path, *, overrides: dict[str, Any] | None = None) -> l
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Plan file {p} cannot be read: {exc}") from None
     return parse_plan(doc, overrides=overrides)
-
-
-def with_defaults(spec: StudentSpec, **kw: Any) -> StudentSpec:
-    return replace(spec, **kw)

@@ -30,7 +30,7 @@ import torch
 
 from softlabels.errors import NonFiniteError, SoftlabelsError, StorageError, UsageError
 
-__all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher", "resolve_device"]
+__all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher"]
 
 # Bump when the bytes a dump writes for the same inputs change: stops resuming old caches.
 DUMP_ALGORITHM = 1
@@ -130,20 +130,6 @@ class DumpResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"Expected --device auto, cpu, cuda or cuda:N, got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            f"--device {device} asked for, but no CUDA device is available; use --device cpu"
-        )
-    return dev
 
 
 def _file_sha256(path: str) -> str:
@@ -372,11 +358,7 @@ def _distributed_setup(device: str, out: str) -> Any:
     """The device, and under torchrun the process group (one rank per chunk share)."""
     from softlabels import distributed
 
-    if distributed.launched() and str(out).startswith("memory://"):
-        raise UsageError(
-            f"{out} lives in the memory of one process; under torchrun give --out a folder "
-            "that every rank sees or an object-store URL (s3://, gs://)"
-        )
+    distributed.check_shared_url(out)
     return distributed.setup(device)
 
 

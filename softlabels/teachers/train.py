@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -117,12 +116,12 @@ def train(
 ) -> TrainResult:
     """Train one teacher; write ``out/model.pt``, ``config.json`` and ``metrics.parquet``."""
     from softlabels.data import load_dataset
+    from softlabels.device import resolve_device
     from softlabels.engine.inputs import BatchStream, predict
     from softlabels.engine.loop import Student, fit
     from softlabels.engine.samplers import make_sampler
     from softlabels.metrics import evaluate_logits
-    from softlabels.models import create_model, save_checkpoint
-    from softlabels.teachers.dump import resolve_device
+    from softlabels.models import create_model, save_checkpoint, shape_kwargs
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -130,9 +129,7 @@ def train(
     ds = load_dataset(config.dataset)
     counts_np = ds.class_counts("train")
     in_channels = int(ds.input_shape[0])
-    kw: dict[str, Any] = {}
-    if config.model == "mlp":
-        kw["in_features"] = int(np.prod(ds.input_shape))
+    kw = shape_kwargs(config.model, tuple(ds.input_shape))
     model = create_model(
         config.model,
         num_classes=ds.num_classes,

@@ -1,0 +1,376 @@
+"""``softlabels distill``: many students from one cache, in as few passes as possible.
+
+Students that share sampler, batch size, data seed and view mode share one pass: each
+batch is loaded and augmented once and fed to all of them. Each keeps its own model,
+optimiser, schedule, method and init seed, so it ends exactly as if trained alone.
+What a student's method needs and does comes from its record
+(:mod:`softlabels.students.methods`); nothing here asks which method it is.
+
+Under torchrun every rank trains every student with DistributedDataParallel on its slice
+of each global batch (see :mod:`softlabels.engine.inputs`) and gathers only its rows of the
+teacher targets; rank 0 decides resumption (and sends the state), evaluates, and writes
+checkpoints, metrics and the summary; every rank returns rank 0's result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from softlabels.errors import UsageError
+from softlabels.students.methods import Method, get_method, resolve_hparams
+from softlabels.students.plan import StudentSpec
+
+__all__ = ["DistillResult", "distill"]
+
+
+@dataclass
+class DistillResult:
+    out: str
+    students: list[dict[str, Any]]
+    teachers: list[dict[str, Any]]
+    passes: int
+    seconds: float
+    groups_definition: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One student as the engine sees it: its spec, its method and what it uses."""
+
+    spec: StudentSpec
+    method: Method
+    hparams: dict[str, Any]
+    teacher: str | None  # the logit teacher
+    feature_teachers: tuple[str, ...]
+    views: str  # "replay" or "own"
+
+    @property
+    def shown_teacher(self) -> str | None:
+        return self.teacher or ("+".join(self.feature_teachers) or None)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.method.record(self.hparams) if self.method.record else {}
+
+
+def _teacher_of(spec: StudentSpec, method: Method, cache: Any) -> str | None:
+    """The logit teacher of a student (None for methods without one), checked against the cache."""
+    names = cache.teacher_names
+    if spec.teacher is not None and spec.teacher not in names:
+        raise UsageError(
+            f"student {spec.name!r} asks for teacher {spec.teacher!r}; the cache has {', '.join(names)}"
+        )
+    if method.teacher == "optional":
+        return spec.teacher
+    if method.teacher == "none":
+        return None
+    if spec.teacher is not None:
+        name = spec.teacher
+    elif len(names) == 1:
+        name = names[0]
+    else:
+        raise UsageError(
+            f"student {spec.name!r} (method {spec.method}) needs teacher = one of {', '.join(names)}"
+        )
+    if method.calibrated_teacher and not cache.teacher(name).info.get("calibration"):
+        raise UsageError(
+            f"student {spec.name!r} ({spec.method}) needs a calibrated teacher; run `softlabels "
+            f'calibrate CACHE --teacher {name} --method lws` and use teacher = "{name}+lws"'
+        )
+    return name
+
+
+def _feature_teachers(
+    spec: StudentSpec, method: Method, hp: dict[str, Any], cache: Any
+) -> tuple[str, ...]:
+    """K feature teachers: the listed ones, the student's teacher, or all with features."""
+    if not method.feature_teachers:
+        return ()
+    listed = hp.get("teachers")
+    if listed:
+        names = list(listed)
+    elif spec.teacher:
+        names = [spec.teacher]
+    else:
+        names = [t for t in cache.teacher_names if cache.teacher(t).info.get("features")]
+    if not names:
+        raise UsageError(
+            f"student {spec.name!r} ({spec.method}) needs cached teacher features; dump without --no-features"
+        )
+    for name in names:
+        if name not in cache.teacher_names:
+            raise UsageError(
+                f"student {spec.name!r} asks for teacher {name!r}; the cache has {', '.join(cache.teacher_names)}"
+            )
+        if not cache.teacher(name).info.get("features"):
+            raise UsageError(
+                f"student {spec.name!r} ({spec.method}) needs the features of teacher {name!r}, "
+                "which were not cached; dump it without --no-features"
+            )
+    return tuple(names)
+
+
+def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
+    if spec.views == "replay" and cache_mode != "augmented":
+        raise UsageError(
+            f"student {spec.name!r} asks for replayed views, but the cache holds clean outputs only (dump with --views K)"
+        )
+    if spec.views == "own" or cache_mode != "augmented":
+        return "own"
+    return "replay"
+
+
+def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[_Run]:
+    cache_mode = str((cache.meta.get("views") or {}).get("mode", "clean"))
+    runs = []
+    for spec in specs:
+        method = get_method(spec.method)
+        hp = resolve_hparams(spec, cache.meta.get("tune_tau"))
+        runs.append(
+            _Run(
+                spec=spec,
+                method=method,
+                hparams=hp,
+                teacher=_teacher_of(spec, method, cache),
+                feature_teachers=_feature_teachers(spec, method, hp, cache),
+                views=_view_mode(spec, cache_mode),
+            )
+        )
+    return runs
+
+
+def _load_teacher_targets(runs: list[_Run], cache: Any, dev: torch.device) -> dict[str, Any]:
+    """Every used teacher's cached outputs on the device (checksums verified, read once)."""
+    from softlabels.students.targets import load_targets
+
+    with_features = {t for r in runs for t in r.feature_teachers}
+    with_features |= {
+        r.teacher
+        for r in runs
+        if r.method.teacher_features and r.teacher and cache.teacher(r.teacher).info.get("features")
+    }
+    used = sorted({r.teacher for r in runs if r.teacher} | with_features)
+    for t in used:
+        cache.require_complete(t)
+    return {t: load_targets(cache, t, dev, features=t in with_features) for t in used}
+
+
+def distill(
+    cache_url: str,
+    dataset: str,
+    specs: list[StudentSpec],
+    out: str | Path,
+    *,
+    device: str = "auto",
+    eval_every: int = 1,
+    workers: int = 2,
+    plots: bool = True,
+    evaluate_teachers: bool = True,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> DistillResult:
+    """Train ``specs`` from the cache at ``cache_url`` on ``dataset``; outputs go to ``out``."""
+    from softlabels import distributed
+    from softlabels.caches import check_dataset, open_cache
+    from softlabels.data import load_dataset
+    from softlabels.metrics import group_definition
+    from softlabels.stores.cache import ArrayReader
+
+    t0 = time.perf_counter()
+    if not specs:
+        raise UsageError("Expected at least one student")
+    if eval_every < 1:
+        raise UsageError(f"Expected --eval-every >= 1, got {eval_every}")
+    distributed.check_shared_url(cache_url)
+    ctx = distributed.setup(device)
+    if not ctx.is_main:
+        progress = None
+    cache = open_cache(cache_url)
+    ds = load_dataset(dataset)
+    if cache.dataset.get("split", "train") != "train":
+        raise UsageError(
+            f"cache {cache.url} holds the {cache.dataset.get('split')} split; distill needs a train-split cache"
+        )
+    check_dataset(cache, ds, "train")
+    out = Path(out)
+    if ctx.is_main:  # the only rank that writes into the run folder
+        out.mkdir(parents=True, exist_ok=True)
+    runs = _plan_runs(specs, cache)
+    targets = _load_teacher_targets(runs, cache, ctx.device)
+    replay = any(r.views == "replay" for r in runs)
+    session = _Session(
+        ds=ds,
+        cache=cache,
+        out=out,
+        ctx=ctx,
+        counts=ds.class_counts("train"),
+        definition=group_definition(ds.class_counts("train")),
+        targets=targets,
+        cached_seeds=ArrayReader(cache, "views/seed").read_all() if replay else None,
+        strength=(cache.meta.get("views") or {}).get("strength") or "standard",
+        workers=workers,
+    )
+    groups: dict[tuple[Any, ...], list[_Run]] = {}
+    for r in runs:
+        key = (r.spec.sampler_name, r.spec.batch_size, r.spec.stream_seed, r.views)
+        groups.setdefault(key, []).append(r)
+    trained: list[Any] = []
+    for key, members in groups.items():
+        trained.extend(session.train_group(key, members, trained, eval_every, progress))
+
+    if ctx.distributed and not ctx.is_main:
+        return DistillResult(**distributed.broadcast_json(None))
+    from softlabels.students.summary import finish
+
+    result = finish(session, runs, trained, t0, len(groups), plots, evaluate_teachers)
+    if ctx.distributed:
+        distributed.broadcast_json(result.to_dict())
+    return result
+
+
+@dataclass
+class _Session:
+    """What every student of one distill call shares: data, cache, targets, device."""
+
+    ds: Any
+    cache: Any
+    out: Path
+    ctx: Any  # distributed.Context
+    counts: np.ndarray
+    definition: str
+    targets: dict[str, Any]
+    cached_seeds: np.ndarray | None
+    strength: str
+    workers: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    def evaluate_fn(self, method: Method) -> Callable[[torch.nn.Module], dict[str, Any]]:
+        from softlabels.engine.inputs import predict
+        from softlabels.metrics import evaluate_logits
+
+        def metrics_of(model: torch.nn.Module, forward: Any = None) -> dict[str, Any]:
+            logits = predict(model, self.ds, "test", device=self.device, forward=forward)
+            return evaluate_logits(logits, self.ds.test.labels, self.counts, groups=self.definition)
+
+        def evaluate(model: torch.nn.Module) -> dict[str, Any]:
+            metrics = metrics_of(model)
+            if method.evaluate is not None:
+                metrics.update(method.evaluate(model, metrics_of))
+            return metrics
+
+        return evaluate
+
+    def student(self, run: _Run) -> Any:
+        from softlabels import distributed
+        from softlabels.engine.loop import Student
+        from softlabels.engine.optim import OptimConfig
+        from softlabels.students.methods import ModelRequest, make_step
+
+        spec, ds = run.spec, self.ds
+        request = ModelRequest(
+            model=spec.model,
+            classifier=spec.classifier,
+            num_classes=ds.num_classes,
+            input_shape=tuple(int(d) for d in ds.input_shape),
+            seed=spec.seed,
+            options=run.hparams,
+            feature_dim=sum(
+                int(self.cache.teacher(t).info["feature_dim"]) for t in run.feature_teachers
+            ),
+        )
+        model = run.method.model(request).to(self.device)
+        step = make_step(
+            spec,
+            run.hparams,
+            torch.as_tensor(self.counts, device=self.device),
+            self.targets.get(run.teacher) if run.teacher else None,
+            [self.targets[t] for t in run.feature_teachers],
+        )
+        student = Student(
+            name=spec.name,
+            model=model,
+            optim=OptimConfig(
+                optimizer=spec.optimizer,
+                lr=spec.lr,
+                momentum=spec.momentum,
+                nesterov=spec.nesterov,
+                weight_decay=spec.weight_decay,
+                schedule=spec.schedule,
+                warmup_epochs=spec.warmup_epochs,
+            ),
+            epochs=spec.epochs,
+            step_fn=step,
+            evaluate_fn=self.evaluate_fn(run.method),
+            out_dir=self.out / spec.name,
+            config={
+                "spec": spec.to_dict(),
+                "hparams": run.hparams,
+                "teacher": run.teacher,
+                "feature_teachers": list(run.feature_teachers),
+                "sampler": spec.sampler_name,
+                "views": run.views,
+                **run.record,
+                "cache": {"url": self.cache.url, "config_key": self.cache.meta.get("config_key")},
+                "dataset": ds.spec,
+                "fingerprint": ds.train.fingerprint(),
+            },
+        )
+        if self.ctx.distributed:
+            # Rank 0's saved state (if any) on every rank: the run folder need not be shared.
+            state = distributed.broadcast_state(student.read_state() if self.ctx.is_main else None)
+            if state is not None:
+                student.load_state(state)
+        else:
+            student.try_resume()
+        return student
+
+    def train_group(
+        self,
+        key: tuple[Any, ...],
+        members: list[_Run],
+        done: list[Any],
+        eval_every: int,
+        progress: Callable[[dict[str, Any]], None] | None,
+    ) -> list[Any]:
+        """Train the students of one shared pass; returns their trained ``Student``s."""
+        from softlabels.engine.inputs import BatchStream
+        from softlabels.engine.loop import fit
+        from softlabels.engine.samplers import make_sampler
+        from softlabels.students.summary import write_metrics
+
+        sampler_name, batch_size, seed, mode = key
+        students = [self.student(r) for r in members]
+        stream = BatchStream(
+            self.ds,
+            make_sampler(sampler_name, self.ds.train.labels, self.ds.num_classes, seed),
+            batch_size=batch_size,
+            device=self.device,
+            augment=self.ds.recipe.get("kind") != "none",
+            strength=self.strength if mode == "replay" else "standard",
+            seed=seed,
+            workers=self.workers,
+            cached_views=self.cached_seeds if mode == "replay" else None,
+            rank=self.ctx.rank,
+            world=self.ctx.world,
+        )
+        before = list(done)
+
+        def on_epoch_end(_s: Any) -> None:
+            if self.ctx.is_main:  # metrics.parquet is current after every epoch
+                write_metrics(self.out, before + students)
+
+        fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
+        return students
