@@ -211,5 +211,27 @@ def render_summary(result: dict[str, Any]) -> None:
         out.print("groups: relative thirds (an absolute shot group is empty)")
 
 
+def methods(
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the methods as JSON on stdout.")
+    ] = False,
+) -> None:
+    """List the distillation methods: what each trains, needs, its sampler and options."""
+    from softlabels.students.methods import describe_methods
+
+    rows = describe_methods()
+    if json_:
+        print_json(rows)
+        return
+    t = Table(title="methods of softlabels distill")
+    for col in ("method", "trains", "needs", "options (defaults)"):
+        t.add_column(col, overflow="fold")
+    for d in rows:
+        opts = ", ".join(f"{o['name']}={o['default']}" for o in d["options"]) or "-"
+        t.add_row(d["name"], d["summary"], d["needs"], opts)
+    out.print(t)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(_with_method_flags(distill))
+    app.command()(methods)

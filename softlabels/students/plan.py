@@ -178,7 +178,7 @@ def _check_settings(table: dict[str, Any], where: str) -> dict[str, Any]:
     out = {}
     for key, value in table.items():
         if key in options:
-            out[key] = options[key].parse(value, f"(in {where})")
+            out[key] = options[key].convert(value, f"(in {where})")
             continue
         if key not in _SETTINGS:
             known = sorted(_SETTINGS | set(options))

@@ -45,9 +45,11 @@ __all__ = [
     "Option",
     "StepContext",
     "StepFn",
+    "describe_methods",
     "get_method",
     "list_methods",
     "make_step",
+    "method_table",
     "option_kinds",
     "register_method",
     "resolve_hparams",
@@ -100,3 +102,52 @@ def make_step(
         feature_targets=tuple(feature_targets or ()),
     )
     return method.step(ctx)
+
+
+def _needs(method: Method) -> str:
+    parts = []
+    if method.teacher != "none":
+        what = "calibrated teacher" if method.calibrated_teacher else "teacher"
+        parts.append(what if method.teacher == "required" else f"{what} (optional)")
+    if method.feature_teachers:
+        parts.append("K teachers' features")
+    if method.teacher_features:
+        parts.append("teacher features (when cached)")
+    return ", ".join(parts) or "-"
+
+
+def describe_methods() -> list[dict[str, Any]]:
+    """Every method as plain data (``softlabels methods --json``, the README's table)."""
+    return [
+        {
+            "name": m.name,
+            "summary": m.summary,
+            "loss": m.loss,
+            "needs": _needs(m),
+            "sampler": m.sampler,
+            "options": [
+                {"name": o.name, "kind": o.kind, "default": o.default, "help": o.help}
+                for o in m.options
+            ],
+            "references": m.references,
+        }
+        for m in (get_method(n) for n in list_methods())
+    ]
+
+
+def method_table() -> str:
+    """The README's method table (markdown), made from the records."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        "| method | what it trains | needs | sampler | options (defaults) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for d in describe_methods():
+        opts = ", ".join(f"`{o['name']} = {o['default']}`" for o in d["options"]) or "-"
+        rows.append(
+            f"| `{d['name']}` | {cell(d['summary'])} | {d['needs']} | {d['sampler']} | {opts} |"
+        )
+    return "\n".join(rows)

@@ -53,6 +53,10 @@ class Option:
     help: str
     check: Check | None = None
 
+    def convert(self, value: Any, where: str) -> Any:
+        """``value`` converted to the option's type (raises one line)."""
+        return _convert(self, value, where)
+
     def parse(self, value: Any, where: str) -> Any:
         """``value`` converted to the option's type and checked (raises one line)."""
         value = _convert(self, value, where)
