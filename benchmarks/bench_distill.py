@@ -66,6 +66,7 @@ import torch
 
 import softlabels
 from softlabels.data import load_dataset
+from softlabels.device import resolve_device
 from softlabels.engine.inputs import Batch, BatchStream
 from softlabels.engine.loop import Student, fit
 from softlabels.engine.optim import OptimConfig, lr_factor
@@ -76,7 +77,6 @@ from softlabels.students.methods import make_step, resolve_hparams
 from softlabels.students.plan import StudentSpec
 from softlabels.students.targets import TeacherTargets, load_targets
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
-from softlabels.device import resolve_device
 
 VARIANTS = ("ce", "kd", "online", "multi4", "sep4")
 CLOCKS = ("wall", "cpu")

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from softlabels.data import load_dataset, view_seeds
+from softlabels.device import resolve_device
 from softlabels.models import load_model
 from softlabels.teachers import DumpConfig, dump, parse_teacher
-from softlabels.device import resolve_device
 
 
 def bare_loop(

@@ -72,7 +72,7 @@ def test_no_code_outside_the_registry_asks_which_method_it_is() -> None:
 
 
 def test_options_are_checked_once_when_the_spec_is_built() -> None:
-    with pytest.raises(UsageError, match="tau is a .*option, not one of method ce"):
+    with pytest.raises(UsageError, match=r"tau is a .*option, not one of method ce"):
         StudentSpec("s", method="ce", tau=3.0)
     with pytest.raises(UsageError, match="Expected kd_warmup >= 0"):
         StudentSpec("s", method="dkd", kd_warmup=-1)
