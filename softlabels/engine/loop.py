@@ -191,6 +191,81 @@ def _global_loss(loss: torch.Tensor, share: float) -> torch.Tensor:
     return total
 
 
+def _step(
+    s: Student,
+    batch: Batch,
+    global_step: int,
+    steps_per_epoch: int,
+    device: torch.device,
+    ddp: torch.nn.Module | None,
+    world: int,
+) -> torch.Tensor | None:
+    """One optimiser step of one student; its (global-batch) loss, or None if it diverged."""
+    assert s.optimizer is not None
+    factor = lr_factor(global_step, s.epochs * steps_per_epoch, steps_per_epoch, s.optim)
+    for group in s.optimizer.param_groups:
+        group["lr"] = s.optim.lr * factor
+    with _amp(device):
+        parts = ddp(batch) if ddp is not None else s.step_fn(s.model, batch)
+    loss = parts["loss"]
+    shown = loss.detach().float()
+    if ddp is not None:
+        # One all-reduce per step and student: every rank sees the global batch's
+        # loss, so all decide alike whether it diverged.
+        shown = _global_loss(loss, batch.share)
+        # DDP averages gradients over ranks; weighting by share * world makes the
+        # average the gradient of the global batch's mean loss.
+        loss = loss * (batch.share * world)
+    # Sync point: one bool per step and student, so divergence is caught at its step.
+    if not bool(torch.isfinite(shown)):
+        s.diverged = {"epoch": batch.epoch, "step": batch.step, "loss": str(float(shown))}
+        return None
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if ddp is not None and s.extra_params:
+        _average_grads(s.extra_params)
+    s.optimizer.step()
+    return shown
+
+
+def _end_epoch(
+    s: Student,
+    epoch: int,
+    mean_loss: float,
+    seconds: float,
+    steps_per_epoch: int,
+    eval_every: int,
+    main: bool,
+) -> None:
+    """Record a student's epoch (evaluated every ``eval_every`` epochs and at its last)."""
+    if s.diverged is None and not _finite_params(s.model):
+        # The last step's update overflowed although its loss was finite.
+        s.diverged = {"epoch": epoch, "step": steps_per_epoch - 1, "loss": "non-finite weights"}
+    if s.diverged is not None:
+        if main:
+            s.save_state()
+        return
+    s.epochs_done = epoch + 1
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "student": s.name,
+        "loss": mean_loss,
+        "lr": s.optimizer.param_groups[0]["lr"] if s.optimizer else math.nan,
+        "seconds": seconds,
+    }
+    if (
+        main
+        and s.evaluate_fn is not None
+        and (s.epochs_done % eval_every == 0 or s.epochs_done == s.epochs)
+    ):
+        metrics = s.evaluate_fn(s.model)
+        row.update(flatten_metrics(metrics))
+        row["_per_class"] = metrics.get("per_class")
+    s.history.append(row)
+    if main:
+        s.save_state()
+
+
 def fit(
     students: list[Student],
     stream: BatchStream,
@@ -208,7 +283,7 @@ def fit(
         s.model.to(device)
         if device.type == "cuda":
             s.model.to(memory_format=torch.channels_last)
-    steps = {s.name: _distributed(s, device) for s in students} if world > 1 else {}
+    ddp = {s.name: _distributed(s, device) for s in students} if world > 1 else {}
     last_epoch = max((s.epochs for s in students), default=0)
     first_epoch = min((s.epochs_done for s in students if s.active), default=last_epoch)
     for epoch in range(first_epoch, last_epoch):
@@ -221,88 +296,24 @@ def fit(
         for s in todo:
             s.model.train()
         for batch in stream.epoch(epoch):
-            x = batch.x
-            if device.type == "cuda" and x.ndim == 4:
-                batch.x = x.contiguous(memory_format=torch.channels_last)
+            if device.type == "cuda" and batch.x.ndim == 4:
+                batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+            global_step = epoch * steps_per_epoch + batch.step
             for s in todo:
                 if s.diverged is not None:
                     continue
-                assert s.optimizer is not None
-                global_step = epoch * steps_per_epoch + batch.step
-                factor = lr_factor(
-                    global_step, s.epochs * steps_per_epoch, steps_per_epoch, s.optim
-                )
-                for group in s.optimizer.param_groups:
-                    group["lr"] = s.optim.lr * factor
-                with _amp(device):
-                    parts = steps[s.name](batch) if steps else s.step_fn(s.model, batch)
-                loss = parts["loss"]
-                shown = loss.detach().float()
-                if steps:
-                    # One all-reduce per step and student: every rank sees the global batch's
-                    # loss, so all decide alike whether it diverged.
-                    shown = _global_loss(loss, batch.share)
-                    # DDP averages gradients over ranks; weighting by share * world makes the
-                    # average the gradient of the global batch's mean loss.
-                    loss = loss * (batch.share * world)
-                # Sync point: one bool per step and student, so divergence is caught at its step.
-                if not bool(torch.isfinite(shown)):
-                    s.diverged = {
-                        "epoch": epoch,
-                        "step": batch.step,
-                        "loss": str(float(shown)),
-                    }
-                    continue
-                s.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if steps and s.extra_params:
-                    _average_grads(s.extra_params)
-                s.optimizer.step()
-                sums[s.name] += shown
-                counts[s.name] += 1
+                shown = _step(s, batch, global_step, steps_per_epoch, device, ddp.get(s.name), world)
+                if shown is not None:
+                    sums[s.name] += shown
+                    counts[s.name] += 1
             if progress:
                 progress(
-                    {
-                        "epoch": epoch,
-                        "step": batch.step + 1,
-                        "steps": steps_per_epoch,
-                        "students": todo,
-                    }
+                    {"epoch": epoch, "step": batch.step + 1, "steps": steps_per_epoch, "students": todo}
                 )
         seconds = time.perf_counter() - t0
         for s in todo:
-            if s.diverged is None and not _finite_params(s.model):
-                # The last step's update overflowed although its loss was finite.
-                s.diverged = {
-                    "epoch": epoch,
-                    "step": steps_per_epoch - 1,
-                    "loss": "non-finite weights",
-                }
-            if s.diverged is not None:
-                if main:
-                    s.save_state()
-                if on_epoch_end:
-                    on_epoch_end(s)
-                continue
-            s.epochs_done = epoch + 1
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "student": s.name,
-                "loss": float(sums[s.name]) / max(1, counts[s.name]),
-                "lr": s.optimizer.param_groups[0]["lr"] if s.optimizer else math.nan,
-                "seconds": seconds,
-            }
-            if (
-                main
-                and s.evaluate_fn is not None
-                and (s.epochs_done % eval_every == 0 or s.epochs_done == s.epochs)
-            ):
-                metrics = s.evaluate_fn(s.model)
-                row.update(flatten_metrics(metrics))
-                row["_per_class"] = metrics.get("per_class")
-            s.history.append(row)
-            if main:
-                s.save_state()
+            mean = float(sums[s.name]) / max(1, counts[s.name])
+            _end_epoch(s, epoch, mean, seconds, steps_per_epoch, eval_every, main)
             if on_epoch_end:
                 on_epoch_end(s)
     return students

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from softlabels.nonfinite import nonfinite_error, nonfinite_rows
 from softlabels.stores.cache import Cache
 
 __all__ = ["TeacherTargets", "load_targets"]
@@ -77,16 +78,13 @@ def load_targets(
     if features:
         arrays["features"] = t.reader("features").read_all()
     for key, arr in arrays.items():
-        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-        if bad.any():
-            from softlabels.errors import NonFiniteError
-
-            rows = np.flatnonzero(bad)
-            ids = cache.samples().column("sample_id").take(rows[:10]).to_pylist()
-            more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
-            raise NonFiniteError(
-                f"teacher {name!r} has NaN/Inf cached {key} for {len(rows)} sample(s): "
-                f"{', '.join(map(str, ids))}{more}; redo the dump of that teacher"
+        rows = nonfinite_rows(arr)
+        if len(rows):
+            raise nonfinite_error(
+                f"teacher {name!r} has NaN/Inf cached {key}",
+                rows,
+                "redo the dump of that teacher",
+                names=lambda r: cache.samples().column("sample_id").take(r).to_pylist(),
             )
     nbytes = sum(a.nbytes for a in arrays.values())
     limit = _budget(device) if budget is None else budget
