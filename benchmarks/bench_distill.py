@@ -73,8 +73,8 @@ from softlabels.engine.optim import OptimConfig, lr_factor
 from softlabels.engine.samplers import make_sampler
 from softlabels.losses import get_loss
 from softlabels.models import create_model, load_checkpoint, save_checkpoint
-from softlabels.students.methods import make_step, resolve_hparams
 from softlabels.students.plan import StudentSpec
+from softlabels.students.steps import make_step, resolve_hparams
 from softlabels.students.targets import TeacherTargets, load_targets
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
 

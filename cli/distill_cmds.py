@@ -135,7 +135,9 @@ def _option_value(key: str, value: Any) -> Any:
         except ValueError:
             from softlabels.errors import UsageError
 
-            raise UsageError(f"Expected --{key.replace('_', '-')} a number or 'auto', got {value!r}") from None
+            raise UsageError(
+                f"Expected --{key.replace('_', '-')} a number or 'auto', got {value!r}"
+            ) from None
     return value
 
 
@@ -144,11 +146,7 @@ _FLAG_TYPES: dict[str, Any] = {"float": float, "int": int, "str": str, "tau": st
 
 def _option_parameter(key: str) -> inspect.Parameter:
     """A CLI flag for a method option, its help made from every method that has it."""
-    uses = [
-        (m, opt)
-        for m in list_methods()
-        if (opt := get_method(m).option(key)) is not None
-    ]
+    uses = [(m, opt) for m in list_methods() if (opt := get_method(m).option(key)) is not None]
     text = "; ".join(f"{m}: {opt.help} ({opt.default})" for m, opt in uses)
     flag = "--" + key.replace("_", "-")
     kind = uses[0][1].kind
@@ -157,7 +155,9 @@ def _option_parameter(key: str) -> inspect.Parameter:
         annotation: Any = Annotated[bool | None, info]
     else:
         annotation = Annotated[_FLAG_TYPES[kind] | None, typer.Option(flag, help=text)]
-    return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    return inspect.Parameter(
+        key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
 
 
 def _with_method_flags(fn: Any) -> Any:

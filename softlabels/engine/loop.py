@@ -302,13 +302,20 @@ def fit(
             for s in todo:
                 if s.diverged is not None:
                     continue
-                shown = _step(s, batch, global_step, steps_per_epoch, device, ddp.get(s.name), world)
+                shown = _step(
+                    s, batch, global_step, steps_per_epoch, device, ddp.get(s.name), world
+                )
                 if shown is not None:
                     sums[s.name] += shown
                     counts[s.name] += 1
             if progress:
                 progress(
-                    {"epoch": epoch, "step": batch.step + 1, "steps": steps_per_epoch, "students": todo}
+                    {
+                        "epoch": epoch,
+                        "step": batch.step + 1,
+                        "steps": steps_per_epoch,
+                        "students": todo,
+                    }
                 )
         seconds = time.perf_counter() - t0
         for s in todo:

@@ -36,9 +36,7 @@ class ClassCounts:
         self.num_classes = num_classes
 
 
-def check_counts(
-    class_counts: torch.Tensor | ClassCounts | None, num_classes: int
-) -> torch.Tensor:
+def check_counts(class_counts: torch.Tensor | ClassCounts | None, num_classes: int) -> torch.Tensor:
     if isinstance(class_counts, ClassCounts):
         if class_counts.num_classes != num_classes:
             raise UsageError(

@@ -70,9 +70,7 @@ def dkd(
 ) -> torch.Tensor:
     """``ce_weight CE(z_s, y) + alpha TCKD + beta NCKD`` (the warm-up is the method's)."""
     if alpha < 0 or beta < 0 or ce_weight < 0:
-        raise UsageError(
-            f"Expected alpha, beta, ce_weight >= 0, got {alpha}, {beta}, {ce_weight}"
-        )
+        raise UsageError(f"Expected alpha, beta, ce_weight >= 0, got {alpha}, {beta}, {ce_weight}")
     tckd, nckd = dkd_parts(student_logits, teacher_logits, labels, tau)
     ce = F.cross_entropy(student_logits.float(), labels)
     return ce_weight * ce + alpha * tckd + beta * nckd

@@ -16,52 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from softlabels.errors import UsageError
-from softlabels.students.methods import Method, get_method, resolve_hparams
+from softlabels.students._run import DistillResult, Session, StudentRun
+from softlabels.students.methods import Method, get_method
 from softlabels.students.plan import StudentSpec
+from softlabels.students.steps import resolve_hparams
 
 __all__ = ["DistillResult", "distill"]
-
-
-@dataclass
-class DistillResult:
-    out: str
-    students: list[dict[str, Any]]
-    teachers: list[dict[str, Any]]
-    passes: int
-    seconds: float
-    groups_definition: str
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One student as the engine sees it: its spec, its method and what it uses."""
-
-    spec: StudentSpec
-    method: Method
-    hparams: dict[str, Any]
-    teacher: str | None  # the logit teacher
-    feature_teachers: tuple[str, ...]
-    views: str  # "replay" or "own"
-
-    @property
-    def shown_teacher(self) -> str | None:
-        return self.teacher or ("+".join(self.feature_teachers) or None)
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return self.method.record(self.hparams) if self.method.record else {}
 
 
 def _teacher_of(spec: StudentSpec, method: Method, cache: Any) -> str | None:
@@ -131,14 +97,14 @@ def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
     return "replay"
 
 
-def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[_Run]:
+def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
     cache_mode = str((cache.meta.get("views") or {}).get("mode", "clean"))
     runs = []
     for spec in specs:
         method = get_method(spec.method)
         hp = resolve_hparams(spec, cache.meta.get("tune_tau"))
         runs.append(
-            _Run(
+            StudentRun(
                 spec=spec,
                 method=method,
                 hparams=hp,
@@ -150,7 +116,7 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[_Run]:
     return runs
 
 
-def _load_teacher_targets(runs: list[_Run], cache: Any, dev: torch.device) -> dict[str, Any]:
+def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device) -> dict[str, Any]:
     """Every used teacher's cached outputs on the device (checksums verified, read once)."""
     from softlabels.students.targets import load_targets
 
@@ -208,7 +174,7 @@ def distill(
     runs = _plan_runs(specs, cache)
     targets = _load_teacher_targets(runs, cache, ctx.device)
     replay = any(r.views == "replay" for r in runs)
-    session = _Session(
+    session = Session(
         ds=ds,
         cache=cache,
         out=out,
@@ -220,13 +186,13 @@ def distill(
         strength=(cache.meta.get("views") or {}).get("strength") or "standard",
         workers=workers,
     )
-    groups: dict[tuple[Any, ...], list[_Run]] = {}
+    groups: dict[tuple[Any, ...], list[StudentRun]] = {}
     for r in runs:
         key = (r.spec.sampler_name, r.spec.batch_size, r.spec.stream_seed, r.views)
         groups.setdefault(key, []).append(r)
     trained: list[Any] = []
     for key, members in groups.items():
-        trained.extend(session.train_group(key, members, trained, eval_every, progress))
+        trained.extend(_train_group(session, key, members, trained, eval_every, progress))
 
     if ctx.distributed and not ctx.is_main:
         return DistillResult(**distributed.broadcast_json(None))
@@ -238,139 +204,125 @@ def distill(
     return result
 
 
-@dataclass
-class _Session:
-    """What every student of one distill call shares: data, cache, targets, device."""
+def _evaluate_fn(session: Session, method: Method) -> Callable[[torch.nn.Module], dict[str, Any]]:
+    from softlabels.engine.inputs import predict
+    from softlabels.metrics import evaluate_logits
 
-    ds: Any
-    cache: Any
-    out: Path
-    ctx: Any  # distributed.Context
-    counts: np.ndarray
-    definition: str
-    targets: dict[str, Any]
-    cached_seeds: np.ndarray | None
-    strength: str
-    workers: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.ctx.device
-
-    def evaluate_fn(self, method: Method) -> Callable[[torch.nn.Module], dict[str, Any]]:
-        from softlabels.engine.inputs import predict
-        from softlabels.metrics import evaluate_logits
-
-        def metrics_of(model: torch.nn.Module, forward: Any = None) -> dict[str, Any]:
-            logits = predict(model, self.ds, "test", device=self.device, forward=forward)
-            return evaluate_logits(logits, self.ds.test.labels, self.counts, groups=self.definition)
-
-        def evaluate(model: torch.nn.Module) -> dict[str, Any]:
-            metrics = metrics_of(model)
-            if method.evaluate is not None:
-                metrics.update(method.evaluate(model, metrics_of))
-            return metrics
-
-        return evaluate
-
-    def student(self, run: _Run) -> Any:
-        from softlabels import distributed
-        from softlabels.engine.loop import Student
-        from softlabels.engine.optim import OptimConfig
-        from softlabels.students.methods import ModelRequest, make_step
-
-        spec, ds = run.spec, self.ds
-        request = ModelRequest(
-            model=spec.model,
-            classifier=spec.classifier,
-            num_classes=ds.num_classes,
-            input_shape=tuple(int(d) for d in ds.input_shape),
-            seed=spec.seed,
-            options=run.hparams,
-            feature_dim=sum(
-                int(self.cache.teacher(t).info["feature_dim"]) for t in run.feature_teachers
-            ),
+    def metrics_of(model: torch.nn.Module, forward: Any = None) -> dict[str, Any]:
+        logits = predict(model, session.ds, "test", device=session.device, forward=forward)
+        return evaluate_logits(
+            logits, session.ds.test.labels, session.counts, groups=session.definition
         )
-        model = run.method.model(request).to(self.device)
-        step = make_step(
-            spec,
-            run.hparams,
-            torch.as_tensor(self.counts, device=self.device),
-            self.targets.get(run.teacher) if run.teacher else None,
-            [self.targets[t] for t in run.feature_teachers],
-        )
-        student = Student(
-            name=spec.name,
-            model=model,
-            optim=OptimConfig(
-                optimizer=spec.optimizer,
-                lr=spec.lr,
-                momentum=spec.momentum,
-                nesterov=spec.nesterov,
-                weight_decay=spec.weight_decay,
-                schedule=spec.schedule,
-                warmup_epochs=spec.warmup_epochs,
-            ),
-            epochs=spec.epochs,
-            step_fn=step,
-            evaluate_fn=self.evaluate_fn(run.method),
-            out_dir=self.out / spec.name,
-            config={
-                "spec": spec.to_dict(),
-                "hparams": run.hparams,
-                "teacher": run.teacher,
-                "feature_teachers": list(run.feature_teachers),
-                "sampler": spec.sampler_name,
-                "views": run.views,
-                **run.record,
-                "cache": {"url": self.cache.url, "config_key": self.cache.meta.get("config_key")},
-                "dataset": ds.spec,
-                "fingerprint": ds.train.fingerprint(),
-            },
-        )
-        if self.ctx.distributed:
-            # Rank 0's saved state (if any) on every rank: the run folder need not be shared.
-            state = distributed.broadcast_state(student.read_state() if self.ctx.is_main else None)
-            if state is not None:
-                student.load_state(state)
-        else:
-            student.try_resume()
-        return student
 
-    def train_group(
-        self,
-        key: tuple[Any, ...],
-        members: list[_Run],
-        done: list[Any],
-        eval_every: int,
-        progress: Callable[[dict[str, Any]], None] | None,
-    ) -> list[Any]:
-        """Train the students of one shared pass; returns their trained ``Student``s."""
-        from softlabels.engine.inputs import BatchStream
-        from softlabels.engine.loop import fit
-        from softlabels.engine.samplers import make_sampler
-        from softlabels.students.summary import write_metrics
+    def evaluate(model: torch.nn.Module) -> dict[str, Any]:
+        metrics = metrics_of(model)
+        if method.evaluate is not None:
+            metrics.update(method.evaluate(model, metrics_of))
+        return metrics
 
-        sampler_name, batch_size, seed, mode = key
-        students = [self.student(r) for r in members]
-        stream = BatchStream(
-            self.ds,
-            make_sampler(sampler_name, self.ds.train.labels, self.ds.num_classes, seed),
-            batch_size=batch_size,
-            device=self.device,
-            augment=self.ds.recipe.get("kind") != "none",
-            strength=self.strength if mode == "replay" else "standard",
-            seed=seed,
-            workers=self.workers,
-            cached_views=self.cached_seeds if mode == "replay" else None,
-            rank=self.ctx.rank,
-            world=self.ctx.world,
-        )
-        before = list(done)
+    return evaluate
 
-        def on_epoch_end(_s: Any) -> None:
-            if self.ctx.is_main:  # metrics.parquet is current after every epoch
-                write_metrics(self.out, before + students)
 
-        fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
-        return students
+def _student(session: Session, run: StudentRun) -> Any:
+    from softlabels import distributed
+    from softlabels.engine.loop import Student
+    from softlabels.engine.optim import OptimConfig
+    from softlabels.students.methods import ModelRequest
+    from softlabels.students.steps import make_step
+
+    spec, ds = run.spec, session.ds
+    request = ModelRequest(
+        model=spec.model,
+        classifier=spec.classifier,
+        num_classes=ds.num_classes,
+        input_shape=tuple(int(d) for d in ds.input_shape),
+        seed=spec.seed,
+        options=run.hparams,
+        feature_dim=sum(
+            int(session.cache.teacher(t).info["feature_dim"]) for t in run.feature_teachers
+        ),
+    )
+    model = run.method.model(request).to(session.device)
+    step = make_step(
+        spec,
+        run.hparams,
+        torch.as_tensor(session.counts, device=session.device),
+        session.targets.get(run.teacher) if run.teacher else None,
+        [session.targets[t] for t in run.feature_teachers],
+    )
+    student = Student(
+        name=spec.name,
+        model=model,
+        optim=OptimConfig(
+            optimizer=spec.optimizer,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            nesterov=spec.nesterov,
+            weight_decay=spec.weight_decay,
+            schedule=spec.schedule,
+            warmup_epochs=spec.warmup_epochs,
+        ),
+        epochs=spec.epochs,
+        step_fn=step,
+        evaluate_fn=_evaluate_fn(session, run.method),
+        out_dir=session.out / spec.name,
+        config={
+            "spec": spec.to_dict(),
+            "hparams": run.hparams,
+            "teacher": run.teacher,
+            "feature_teachers": list(run.feature_teachers),
+            "sampler": spec.sampler_name,
+            "views": run.views,
+            **run.record,
+            "cache": {"url": session.cache.url, "config_key": session.cache.meta.get("config_key")},
+            "dataset": ds.spec,
+            "fingerprint": ds.train.fingerprint(),
+        },
+    )
+    if session.ctx.distributed:
+        # Rank 0's saved state (if any) on every rank: the run folder need not be shared.
+        state = distributed.broadcast_state(student.read_state() if session.ctx.is_main else None)
+        if state is not None:
+            student.load_state(state)
+    else:
+        student.try_resume()
+    return student
+
+
+def _train_group(
+    session: Session,
+    key: tuple[Any, ...],
+    members: list[StudentRun],
+    done: list[Any],
+    eval_every: int,
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> list[Any]:
+    """Train the students of one shared pass; returns their trained ``Student``s."""
+    from softlabels.engine.inputs import BatchStream
+    from softlabels.engine.loop import fit
+    from softlabels.engine.samplers import make_sampler
+    from softlabels.students.summary import write_metrics
+
+    sampler_name, batch_size, seed, mode = key
+    students = [_student(session, r) for r in members]
+    stream = BatchStream(
+        session.ds,
+        make_sampler(sampler_name, session.ds.train.labels, session.ds.num_classes, seed),
+        batch_size=batch_size,
+        device=session.device,
+        augment=session.ds.recipe.get("kind") != "none",
+        strength=session.strength if mode == "replay" else "standard",
+        seed=seed,
+        workers=session.workers,
+        cached_views=session.cached_seeds if mode == "replay" else None,
+        rank=session.ctx.rank,
+        world=session.ctx.world,
+    )
+    before = list(done)
+
+    def on_epoch_end(_s: Any) -> None:
+        if session.ctx.is_main:  # metrics.parquet is current after every epoch
+            write_metrics(session.out, before + students)
+
+    fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
+    return students

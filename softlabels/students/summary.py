@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from softlabels.students._run import DistillResult, Session, StudentRun
 from softlabels.students.methods import FinishContext
 from softlabels.students.report import (
     plot_groups,
@@ -14,9 +15,6 @@ from softlabels.students.report import (
     write_json,
     write_parquet,
 )
-
-if TYPE_CHECKING:
-    from softlabels.students.distillation import DistillResult, _Run, _Session
 
 __all__ = ["finish", "write_metrics"]
 
@@ -46,7 +44,7 @@ def _save_model(path: Path, student: Any, final: dict[str, Any]) -> None:
     )
 
 
-def _student_entry(session: _Session, run: _Run, student: Any) -> dict[str, Any]:
+def _student_entry(session: Session, run: StudentRun, student: Any) -> dict[str, Any]:
     """A student's summary: status, checkpoint (saved here), final metrics, method extras."""
     spec, out = run.spec, session.out
     final = student.history[-1] if student.history else {}
@@ -84,7 +82,7 @@ def _student_entry(session: _Session, run: _Run, student: Any) -> dict[str, Any]
     return entry
 
 
-def _per_class_rows(session: _Session, name: str, per_class: list[Any]) -> list[dict[str, Any]]:
+def _per_class_rows(session: Session, name: str, per_class: list[Any]) -> list[dict[str, Any]]:
     from softlabels.metrics import shot_groups, thirds_groups
 
     counts = session.counts
@@ -103,8 +101,8 @@ def _per_class_rows(session: _Session, name: str, per_class: list[Any]) -> list[
 
 
 def finish(
-    session: _Session,
-    runs: list[_Run],
+    session: Session,
+    runs: list[StudentRun],
     trained: list[Any],
     t0: float,
     passes: int,
@@ -112,8 +110,6 @@ def finish(
     evaluate_teachers: bool,
 ) -> DistillResult:
     """Write every output of the run (rank 0) and return its result."""
-    from softlabels.students.distillation import DistillResult
-
     out = session.out
     write_metrics(out, trained)
     by_name = {s.name: s for s in trained}
@@ -162,7 +158,7 @@ def finish(
     return result
 
 
-def _evaluate_teachers(session: _Session, names: list[str]) -> list[dict[str, Any]]:
+def _evaluate_teachers(session: Session, names: list[str]) -> list[dict[str, Any]]:
     """Test metrics of the teachers whose model files are still at hand (else marked so)."""
     from softlabels.errors import SoftlabelsError
     from softlabels.evaluation import model_logits

@@ -14,7 +14,7 @@ from softlabels.cli.app import app
 from softlabels.engine.loop import Student
 from softlabels.errors import FingerprintMismatchError, UsageError
 from softlabels.students import StudentSpec, distill, parse_plan
-from softlabels.students.methods import resolve_hparams
+from softlabels.students.steps import resolve_hparams
 
 DATA = "mnist1d-lt:imb=10,n_max=40,n_test=6"
 

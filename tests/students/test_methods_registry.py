@@ -22,11 +22,11 @@ from softlabels.students.methods import (
     Method,
     get_method,
     list_methods,
-    make_step,
     method_table,
     option_kinds,
     register_method,
 )
+from softlabels.students.steps import make_step
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = "mnist1d-lt:imb=10,n_max=40,n_test=6"
@@ -177,6 +177,8 @@ def test_dkd_trains_from_flags_and_from_a_plan(cache_views: str, tmp_path: Path)
     via_plan = torch.load(tmp_path / "plan" / "dkd" / "model.pt", weights_only=True)
     via_flags = torch.load(tmp_path / "flags" / "student" / "model.pt", weights_only=True)
     assert res.students[0]["top1"] == student["top1"]
-    assert all(torch.equal(via_plan["state_dict"][k], v) for k, v in via_flags["state_dict"].items())
+    assert all(
+        torch.equal(via_plan["state_dict"][k], v) for k, v in via_flags["state_dict"].items()
+    )
     bad = CliRunner().invoke(app, [*flags[:-2], "--mixup", "0.2"])
     assert bad.exit_code == 2 and "mixup is a BKD option" in bad.stderr

@@ -44,6 +44,7 @@ def _step(ctx: StepContext) -> StepFn:
 
     from softlabels.losses import bkd_target_log, effective_number_weights
     from softlabels.losses._kl import tempered_kl
+
     tau, alpha = float(ctx.options["tau"]), float(ctx.options["alpha"])
     counts = ctx.counts.tensor
     weights = effective_number_weights(counts.cpu(), float(ctx.options["beta"])).to(counts.device)
@@ -94,7 +95,9 @@ METHOD = register_method(
                 "deferred re-weighting: plain KD targets before this epoch",
                 at_least(0),
             ),
-            Option("mixup", "float", 0.0, "Beta(mixup, mixup) input mixing (0 = off)", non_negative),
+            Option(
+                "mixup", "float", 0.0, "Beta(mixup, mixup) input mixing (0 = off)", non_negative
+            ),
         ),
         teacher="required",
         step=_step,

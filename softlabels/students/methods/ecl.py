@@ -82,10 +82,18 @@ METHOD = register_method(
         options=(
             Option("tau", "tau", 1.0, "temperature T, or 'auto' (tune-tau's choice)", positive),
             Option("alpha", "float", 0.6, "weight a of the distillation terms", unit_interval),
-            Option("con_weight", "float", 0.0, "weight b of the contrastive proxy (0 = off)", non_negative),
+            Option(
+                "con_weight",
+                "float",
+                0.0,
+                "weight b of the contrastive proxy (0 = off)",
+                non_negative,
+            ),
             Option("tau_bc", "float", 1.0, "weight of log pi in the balanced CE of each head"),
             Option("experts", "int", 3, "number of experts K", at_least(2)),
-            Option("inference", "str", "mean", "'mean' of the experts' cls heads, or an expert index"),
+            Option(
+                "inference", "str", "mean", "'mean' of the experts' cls heads, or an expert index"
+            ),
         ),
         teacher="optional",
         teacher_features=True,

@@ -52,9 +52,7 @@ def _step(ctx: StepContext) -> StepFn:
     return step
 
 
-def _evaluate(
-    model: torch.nn.Module, metrics_of: Callable[..., dict[str, Any]]
-) -> dict[str, Any]:
+def _evaluate(model: torch.nn.Module, metrics_of: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """The hard head's test metrics, recorded beside the soft head's."""
     hard = metrics_of(model, forward=lambda m, x: m.heads(x)[0])
     out = {"hard_top1": hard["top1"]}
@@ -82,7 +80,9 @@ def _finish(ctx: FinishContext) -> dict[str, Any]:
     head = Classifier(
         model.hard_head.weight.detach().float(), model.hard_head.bias.detach().float()
     )
-    fit = fit_lws(feats("train"), torch.as_tensor(ds.train.labels, device=device), head, seed=ctx.seed)
+    fit = fit_lws(
+        feats("train"), torch.as_tensor(ds.train.labels, device=device), head, seed=ctx.seed
+    )
     with torch.inference_mode():
         logits = fit.classifier.to(device)(feats("test"))
     m = evaluate_logits(logits.float().cpu().numpy(), ds.test.labels, ctx.counts, groups=ctx.groups)

@@ -1,0 +1,69 @@
+"""What a distill run is made of: its result, each student's plan, the shared session."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from softlabels.students.methods import Method
+from softlabels.students.plan import StudentSpec
+
+__all__ = ["DistillResult", "Session", "StudentRun"]
+
+
+@dataclass
+class DistillResult:
+    out: str
+    students: list[dict[str, Any]]
+    teachers: list[dict[str, Any]]
+    passes: int
+    seconds: float
+    groups_definition: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StudentRun:
+    """One student as the engine sees it: its spec, its method and what it uses."""
+
+    spec: StudentSpec
+    method: Method
+    hparams: dict[str, Any]
+    teacher: str | None  # the logit teacher
+    feature_teachers: tuple[str, ...]
+    views: str  # "replay" or "own"
+
+    @property
+    def shown_teacher(self) -> str | None:
+        return self.teacher or ("+".join(self.feature_teachers) or None)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.method.record(self.hparams) if self.method.record else {}
+
+
+@dataclass
+class Session:
+    """What every student of one distill call shares: data, cache, targets, device."""
+
+    ds: Any
+    cache: Any
+    out: Path
+    ctx: Any  # distributed.Context
+    counts: np.ndarray
+    definition: str
+    targets: dict[str, Any]
+    cached_seeds: np.ndarray | None
+    strength: str
+    workers: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
