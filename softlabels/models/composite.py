@@ -1,4 +1,4 @@
-"""Students built around another architecture (the backbone), for the methods of issue 6.
+"""Students built around another architecture (the backbone): CBD, SSD and ECL students.
 
 * ``projected`` (CBD): ``h(v) = normalize(relu(W_p v))`` on the backbone feature ``v``, a
   cosine classifier on ``h(v)``; ``features`` is ``h(v)`` (what CBD matches to the teachers).
