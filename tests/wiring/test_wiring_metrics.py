@@ -70,8 +70,9 @@ def test_metric_functions_use_15_bins() -> None:
 
 @pytest.fixture(scope="module")
 def trained_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained ``mlp``: right in some bins, wrong in others (a random model is
-    wrong in every bin, where the ECE is mean confidence minus accuracy for any binning)."""
+    """A briefly trained ``mlp``: over-confident in some bins, under-confident in others. (A
+    random model is over-confident in every bin, and then its ECE is mean confidence minus
+    accuracy whatever the binning.)"""
     config = TrainConfig(
         dataset=DATA, model="mlp", epochs=4, batch_size=32, optim=OptimConfig(lr=0.05),
         eval_every=4,
