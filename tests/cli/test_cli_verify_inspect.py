@@ -78,6 +78,7 @@ def test_damaged_samples_table(cache: Path, cli) -> None:
     assert _problems(report) == {("checksum", "samples.parquet", None)}
     table.unlink()
     code, report = _verify(cli, cache)
+    assert code == 1
     assert _problems(report) == {("missing", "samples.parquet", None)}
 
 

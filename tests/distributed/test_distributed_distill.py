@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -96,7 +97,7 @@ def test_two_ranks_train_what_one_process_trains(reference: Path, tmp_path: Path
     for name in EXACT:
         assert l2[name] == pytest.approx(l1[name], rel=1e-5)
     # cnn1d's BatchNorm sees each rank's half batch on the CPU: close, not equal.
-    assert len(l2["bn"]) == 2 and all(x == x for x in l2["bn"])
+    assert len(l2["bn"]) == 2 and all(math.isfinite(x) for x in l2["bn"])
     assert {s["name"]: s["top1"] for s in result["students"]}["kd"] == pytest.approx(
         {s["name"]: s["top1"] for s in alone.students}["kd"]
     )

@@ -127,7 +127,10 @@ def test_verify_checks_record_rows(reference, copy_of) -> None:
     root = copy_of(reference("single"))
     _edit_record(root, 2, lambda doc: doc.update(rows=[64, 97]))  # chunk 2 is rows 64..96
     problems = _problems(root)
-    assert any(p["where"] == "manifest/chunk-000002.json" or p["chunk"] == 2 for p in problems)
+    assert [(p["kind"], p["where"], p["chunk"]) for p in problems] == [
+        ("manifest", "manifest/chunk-000002.json", 2)
+    ]
+    assert "rows" in problems[0]["message"]
 
 
 def test_record_with_a_wrong_chunk_id(reference, copy_of) -> None:
