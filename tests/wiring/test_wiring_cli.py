@@ -29,6 +29,7 @@ COMMANDS = {
     "tune-tau": "--taus",
     "calibrate": "--tau-norm-power",
     "distill": "--final-lws",
+    "methods": "--json",
 }
 
 
