@@ -37,7 +37,13 @@ def dump(
     ] = "standard",
     compressor: Annotated[str, typer.Option(help="zstd, blosc or none.")] = "zstd",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the view seeds.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the views (= a student's --data-seed for epoch views).")
+    ] = 0,
+    schedule: Annotated[
+        str,
+        typer.Option(help="Views: epoch (view v is what epoch v of an online run sees) or random."),
+    ] = "epoch",
     workers: Annotated[int, typer.Option(help="Threads that load input batches ahead.")] = 2,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a cache made with other settings.")
@@ -65,6 +71,7 @@ def dump(
             split=split,
             strength=strength,
             compressor=compressor,
+            schedule=schedule,
         )
         # Under torchrun only rank 0 shows progress (of its share of the chunks) and results.
         with progress_bar("dump", enabled=not json_ and is_main()) as update:

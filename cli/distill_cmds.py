@@ -37,6 +37,22 @@ def distill(
     data_seed: Annotated[
         int | None, typer.Option(help="Seed of sampling and augmentation.")
     ] = None,
+    online: Annotated[
+        bool | None,
+        typer.Option(
+            "--online/--cached",
+            help="Run the teacher in the loop on the student's own inputs (the reference "
+            "a cache is measured against) instead of reading cached targets.",
+        ),
+    ] = None,
+    view_schedule: Annotated[
+        str | None,
+        typer.Option(help="Replayed views: epoch (view e mod V), random, or the cache's."),
+    ] = None,
+    teacher_model: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=MODEL: the model of an online teacher (default: the dump's)."),
+    ] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate students every N epochs.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
@@ -67,6 +83,8 @@ def distill(
             "sampler": sampler,
             "seed": seed,
             "data_seed": data_seed,
+            "online": online,
+            "view_schedule": view_schedule,
         }
         flags = {k: v for k, v in flags.items() if v is not None}
         if plan is not None:
@@ -99,6 +117,7 @@ def distill(
                 workers=workers,
                 plots=plots,
                 progress=on_progress,
+                teacher_models=dict(_pair(t) for t in teacher_model or ()),
             )
     if not is_main():
         return
@@ -119,6 +138,15 @@ def distill(
             )
     if diverged and len(diverged) == len(result.students):
         raise typer.Exit(1)  # the run failed on its own terms: no student to use
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, model = text.partition("=")
+    if not sep or not name.strip() or not model.strip():
+        from softlabels.errors import UsageError
+
+        raise UsageError(f"Expected --teacher-model NAME=MODEL, got {text!r}")
+    return name.strip(), model.strip()
 
 
 def _option_value(key: str, value: Any) -> Any:

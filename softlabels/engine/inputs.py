@@ -26,7 +26,14 @@ from softlabels.data.augment import uniform
 from softlabels.engine.samplers import Sampler
 from softlabels.errors import UsageError
 
-__all__ = ["Batch", "BatchStream", "clean_outputs", "epoch_seed", "predict"]
+__all__ = [
+    "Batch",
+    "BatchStream",
+    "clean_outputs",
+    "epoch_aligned_seeds",
+    "epoch_seed",
+    "predict",
+]
 
 DEVICE_RESIDENT_BYTES = 2 << 30  # raw splits up to 2 GiB are kept on the device
 
@@ -34,6 +41,14 @@ DEVICE_RESIDENT_BYTES = 2 << 30  # raw splits up to 2 GiB are kept on the device
 def epoch_seed(seed: int, epoch: int) -> int:
     """Base seed of the augmentation of one epoch (a hash of seed and epoch)."""
     return int(view_seeds(seed, np.array([epoch]), 1)[0, 0])
+
+
+def epoch_aligned_seeds(seed: int, rows: np.ndarray, num_views: int) -> np.ndarray:
+    """Seeds ``uint64 [len(rows), num_views]`` of an epoch-aligned cache: view v of row i is
+    the augmentation epoch v of an online run with data seed ``seed`` gives row i
+    (METHODS §13), the seed :class:`BatchStream` draws for it."""
+    cols = [view_seeds(epoch_seed(seed, v), rows, 1)[:, 0] for v in range(int(num_views))]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(rows), 0), np.uint64)
 
 
 @dataclass
@@ -69,6 +84,7 @@ class BatchStream:
         seed: int = 0,
         workers: int = 2,
         cached_views: np.ndarray | None = None,
+        schedule: str = "random",
         rank: int = 0,
         world: int = 1,
     ) -> None:
@@ -91,8 +107,13 @@ class BatchStream:
         self.seed = seed
         self.workers = workers
         # Seeds [N, V] of a K-view cache: each epoch every sample replays one of its cached
-        # views (chosen by a hash of seed, epoch and row) instead of a fresh augmentation.
+        # views instead of a fresh augmentation: view ``epoch mod V`` ("epoch", the views of
+        # an epoch-aligned cache are the augmentations epochs 0..V-1 of an online run give),
+        # or one chosen by a hash of seed, epoch and row ("random").
+        if schedule not in ("epoch", "random"):
+            raise ValueError(f"Expected schedule epoch or random, got {schedule!r}")
         self.cached_views = cached_views
+        self.schedule = schedule
         self._resident: torch.Tensor | None = None
         arr = self.split.array
         if arr is not None and arr.nbytes <= DEVICE_RESIDENT_BYTES:
@@ -120,6 +141,15 @@ class BatchStream:
             return self._resident[torch.as_tensor(rows, device=self.device)]
         return self.split.load(rows).to(self.device, non_blocking=True)
 
+    def _views(self, epoch: int, base: int, rows: np.ndarray) -> np.ndarray:
+        """The cached view each row replays in ``epoch``."""
+        assert self.cached_views is not None
+        k = self.cached_views.shape[1]
+        if self.schedule == "epoch":
+            return np.full(len(rows), epoch % k, dtype=np.int64)
+        u = uniform(np.uint64(base), rows.astype(np.uint64))
+        return np.minimum((u * k).astype(np.int64), k - 1)
+
     def epoch(self, epoch: int) -> Iterator[Batch]:
         batches = self._index_batches(epoch)
         sizes = [len(rows) for rows in batches]
@@ -143,11 +173,7 @@ class BatchStream:
                 seeds = None
                 view = np.zeros(len(rows), dtype=np.int64)
                 if self.cached_views is not None:
-                    k = self.cached_views.shape[1]
-                    view = np.minimum(
-                        (uniform(np.uint64(base), rows.astype(np.uint64)) * k).astype(np.int64),
-                        k - 1,
-                    )
+                    view = self._views(epoch, base, rows)
                     seeds = self.cached_views[rows, view]
                     x = self.dataset.augment(raw, seeds, strength=self.strength)
                 elif self.augment:

@@ -16,9 +16,9 @@ from softlabels.models import resnet_cifar as resnet_cifar
 from softlabels.models._base import ClassifierNet, ModelArgs
 from softlabels.models._inputs import shape_kwargs
 from softlabels.models._registry import create_model, is_model, list_models, register_model
-from softlabels.models.loading import LoadedModel, load_model
 from softlabels.models.checkpoint import load_checkpoint, save_checkpoint
 from softlabels.models.cosine import CosineClassifier
+from softlabels.models.loading import LoadedModel, load_model
 
 __all__ = [
     "ClassifierNet",

@@ -38,7 +38,8 @@ class StudentRun:
     hparams: dict[str, Any]
     teacher: str | None  # the logit teacher
     feature_teachers: tuple[str, ...]
-    views: str  # "replay" or "own"
+    views: str  # "replay", "own" or "online"
+    schedule: str  # how replayed views are chosen: "epoch" or "random"
 
     @property
     def shown_teacher(self) -> str | None:
@@ -63,6 +64,7 @@ class Session:
     cached_seeds: np.ndarray | None
     strength: str
     workers: int
+    online: dict[str, Any] = field(default_factory=dict)  # teachers run in the loop
 
     @property
     def device(self) -> torch.device:

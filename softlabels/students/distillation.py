@@ -88,6 +88,8 @@ def _feature_teachers(
 
 
 def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
+    if spec.online:
+        return "online"
     if spec.views == "replay" and cache_mode != "augmented":
         raise UsageError(
             f"student {spec.name!r} asks for replayed views, but the cache holds clean outputs only (dump with --views K)"
@@ -98,7 +100,10 @@ def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
 
 
 def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
-    cache_mode = str((cache.meta.get("views") or {}).get("mode", "clean"))
+    views = cache.meta.get("views") or {}
+    cache_mode = str(views.get("mode", "clean"))
+    # Caches made before epoch-aligned views hold views indexed by nothing in particular.
+    cache_schedule = str(views.get("schedule", "random"))
     runs = []
     for spec in specs:
         method = get_method(spec.method)
@@ -111,6 +116,7 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
                 teacher=_teacher_of(spec, method, cache),
                 feature_teachers=_feature_teachers(spec, method, hp, cache),
                 views=_view_mode(spec, cache_mode),
+                schedule=cache_schedule if spec.view_schedule == "auto" else spec.view_schedule,
             )
         )
     return runs
@@ -120,6 +126,7 @@ def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device)
     """Every used teacher's cached outputs on the device (checksums verified, read once)."""
     from softlabels.students.targets import load_targets
 
+    runs = [r for r in runs if r.views != "online"]
     with_features = {t for r in runs for t in r.feature_teachers}
     with_features |= {
         r.teacher
@@ -144,13 +151,19 @@ def distill(
     plots: bool = True,
     evaluate_teachers: bool = True,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    teacher_models: dict[str, str] | None = None,
 ) -> DistillResult:
-    """Train ``specs`` from the cache at ``cache_url`` on ``dataset``; outputs go to ``out``."""
+    """Train ``specs`` from the cache at ``cache_url`` on ``dataset``; outputs go to ``out``.
+
+    Students with ``online = true`` get their teacher's outputs from the teacher model run
+    on their own inputs (the model recorded by the dump, or ``teacher_models[name]``).
+    """
     from softlabels import distributed
     from softlabels.caches import check_dataset, open_cache
     from softlabels.data import load_dataset
     from softlabels.metrics import group_definition
     from softlabels.stores.cache import ArrayReader
+    from softlabels.students.online import load_online_teacher
 
     t0 = time.perf_counter()
     if not specs:
@@ -173,6 +186,13 @@ def distill(
         out.mkdir(parents=True, exist_ok=True)
     runs = _plan_runs(specs, cache)
     targets = _load_teacher_targets(runs, cache, ctx.device)
+    online = {
+        t: load_online_teacher(cache, t, ds, ctx.device, (teacher_models or {}).get(t))
+        for t in sorted(
+            {r.teacher for r in runs if r.views == "online" and r.teacher}
+            | {t for r in runs if r.views == "online" for t in r.feature_teachers}
+        )
+    }
     replay = any(r.views == "replay" for r in runs)
     session = Session(
         ds=ds,
@@ -185,10 +205,11 @@ def distill(
         cached_seeds=ArrayReader(cache, "views/seed").read_all() if replay else None,
         strength=(cache.meta.get("views") or {}).get("strength") or "standard",
         workers=workers,
+        online=online,
     )
     groups: dict[tuple[Any, ...], list[StudentRun]] = {}
     for r in runs:
-        key = (r.spec.sampler_name, r.spec.batch_size, r.spec.stream_seed, r.views)
+        key = (r.spec.sampler_name, r.spec.batch_size, r.spec.stream_seed, r.views, r.schedule)
         groups.setdefault(key, []).append(r)
     trained: list[Any] = []
     for key, members in groups.items():
@@ -243,12 +264,13 @@ def _student(session: Session, run: StudentRun) -> Any:
         ),
     )
     model = run.method.model(request).to(session.device)
+    source = session.online if run.views == "online" else session.targets
     step = make_step(
         spec,
         run.hparams,
         torch.as_tensor(session.counts, device=session.device),
-        session.targets.get(run.teacher) if run.teacher else None,
-        [session.targets[t] for t in run.feature_teachers],
+        source.get(run.teacher) if run.teacher else None,
+        [source[t] for t in run.feature_teachers],
     )
     student = Student(
         name=spec.name,
@@ -273,6 +295,7 @@ def _student(session: Session, run: StudentRun) -> Any:
             "feature_teachers": list(run.feature_teachers),
             "sampler": spec.sampler_name,
             "views": run.views,
+            "view_schedule": run.schedule if run.views == "replay" else None,
             **run.record,
             "cache": {"url": session.cache.url, "config_key": session.cache.meta.get("config_key")},
             "dataset": ds.spec,
@@ -303,7 +326,7 @@ def _train_group(
     from softlabels.engine.samplers import make_sampler
     from softlabels.students.summary import write_metrics
 
-    sampler_name, batch_size, seed, mode = key
+    sampler_name, batch_size, seed, mode, schedule = key
     students = [_student(session, r) for r in members]
     stream = BatchStream(
         session.ds,
@@ -311,10 +334,12 @@ def _train_group(
         batch_size=batch_size,
         device=session.device,
         augment=session.ds.recipe.get("kind") != "none",
-        strength=session.strength if mode == "replay" else "standard",
+        # An online student sees fresh views of the cache's recipe; "own" ones the standard.
+        strength=session.strength if mode in ("replay", "online") else "standard",
         seed=seed,
         workers=session.workers,
         cached_views=session.cached_seeds if mode == "replay" else None,
+        schedule=schedule,
         rank=session.ctx.rank,
         world=session.ctx.world,
     )

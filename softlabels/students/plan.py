@@ -64,6 +64,10 @@ class StudentSpec:
     seed: int = 0
     data_seed: int | None = None  # None: same as seed
     views: str = "auto"  # auto | replay | own (own augmentation with the clean/first view's target)
+    view_schedule: str = (
+        "auto"  # replayed views: auto (the cache's) | epoch (view e mod V) | random
+    )
+    online: bool = False  # the teacher runs in the loop on the student's inputs (no cached targets)
     options: Mapping[str, Any] = field(default_factory=dict)  # the method options given
 
     def __init__(self, name: str, **kw: Any) -> None:
@@ -124,6 +128,15 @@ class StudentSpec:
             )
         if self.views not in ("auto", "replay", "own"):
             raise UsageError(f"Expected views auto, replay or own, got {self.views!r} {where}")
+        if self.view_schedule not in ("auto", "epoch", "random"):
+            raise UsageError(
+                f"Expected view_schedule auto, epoch or random, got {self.view_schedule!r} {where}"
+            )
+        if self.online and self.views == "replay":
+            raise UsageError(
+                f"Expected views auto or own with online = true (the teacher sees the "
+                f"student's own inputs), got views = {self.views!r} {where}"
+            )
         if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
             raise UsageError(f"Expected seeds >= 0 {where}")
 
@@ -167,6 +180,8 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "data_seed": (int,),
     "views": (str,),
+    "view_schedule": (str,),
+    "online": (bool,),
 }
 assert set(_SETTING_TYPES) == _SETTINGS
 

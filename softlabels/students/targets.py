@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from softlabels.engine.inputs import Batch
 from softlabels.nonfinite import nonfinite_error, nonfinite_rows
 from softlabels.stores.cache import Cache
 
@@ -54,6 +55,17 @@ class TeacherTargets:
         if self.features is None:
             raise ValueError(f"teacher {self.name!r} has no cached features")
         return self._gather(self.features, rows, view)
+
+    @property
+    def feature_dim(self) -> int | None:
+        return None if self.features is None else int(self.features.shape[-1])
+
+    def batch_logits(self, batch: Batch) -> torch.Tensor:
+        """The cached target of exactly the views this batch replays ([B, C], float32)."""
+        return self.logits_for(batch.rows, batch.view)
+
+    def batch_features(self, batch: Batch) -> torch.Tensor:
+        return self.features_for(batch.rows, batch.view)
 
 
 def _budget(device: torch.device) -> int:

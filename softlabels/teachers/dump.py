@@ -33,7 +33,9 @@ from softlabels.errors import NonFiniteError, SoftlabelsError, StorageError, Usa
 __all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher"]
 
 # Bump when the bytes a dump writes for the same inputs change: stops resuming old caches.
-DUMP_ALGORITHM = 1
+# 2: the view schedule (epoch-aligned view seeds by default).
+DUMP_ALGORITHM = 2
+SCHEDULES = ("epoch", "random")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DTYPES = ("float16", "float32")
 
@@ -79,6 +81,7 @@ class DumpConfig:
     split: str = "train"
     strength: str = "standard"
     compressor: str = "zstd"
+    schedule: str = "epoch"  # epoch: view v = epoch v of an online run; random: hashed seeds
 
     def __post_init__(self) -> None:
         if not self.teachers:
@@ -102,6 +105,8 @@ class DumpConfig:
             raise UsageError(f"Expected --compressor zstd, blosc or none, got {self.compressor!r}")
         if self.seed < 0:
             raise UsageError(f"Expected --seed >= 0, got {self.seed}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"Expected --schedule epoch or random, got {self.schedule!r}")
 
     @property
     def num_views(self) -> int:
@@ -174,6 +179,7 @@ def dump(
 
     import softlabels
     from softlabels.data import load_dataset, view_seeds
+    from softlabels.engine.inputs import epoch_aligned_seeds
     from softlabels.metrics import shot_groups
     from softlabels.models import load_model
     from softlabels.stores.cache import FORMAT_VERSION, ArraySpec
@@ -247,6 +253,7 @@ def dump(
                 "split",
                 "strength",
                 "compressor",
+                "schedule",
             )
         },
         "teachers": {k: v_["model_id"] for k, v_ in tinfo.items()},
@@ -281,7 +288,7 @@ def dump(
             "seed": config.seed,
             "strength": config.strength if config.views else None,
             "recipe": ds.recipe,
-            "mixup": None,
+            "schedule": config.schedule if config.views else None,
         },
         "created": {"softlabels": softlabels.__version__, "torch": torch.__version__.split("+")[0]},
         "tune_tau": None,
@@ -340,7 +347,7 @@ def dump(
             break_lock,
             workers,
             progress,
-            view_seeds,
+            epoch_aligned_seeds if config.schedule == "epoch" else view_seeds,
             t0,
             ctx,
         )

@@ -127,8 +127,8 @@ class _Targets:
     def __init__(self, z: torch.Tensor) -> None:
         self.z = z
 
-    def logits_for(self, rows: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
-        return self.z[torch.as_tensor(rows)]
+    def batch_logits(self, batch: Batch) -> torch.Tensor:
+        return self.z[torch.as_tensor(batch.rows)]
 
 
 @pytest.mark.parametrize("epoch", [0, 1, 3, 7])

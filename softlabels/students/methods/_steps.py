@@ -17,9 +17,10 @@ __all__ = ["logit_step", "teacher_logits"]
 
 
 def teacher_logits(ctx: StepContext, batch: Batch) -> torch.Tensor:
-    """The cached target of exactly the views this batch replays ([B, C], float32)."""
+    """The teacher's logits on exactly this batch's inputs ([B, C], float32): the cached
+    target of the replayed views, or the teacher run in the loop (``--online``)."""
     assert ctx.targets is not None
-    return ctx.targets.logits_for(batch.rows, batch.view)
+    return ctx.targets.batch_logits(batch)
 
 
 def logit_step(loss: str, keys: Sequence[str], *, teacher: bool) -> Callable[[StepContext], StepFn]:

@@ -46,7 +46,7 @@ def _step(ctx: StepContext) -> StepFn:
     def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         h = model.features(batch.x)
         z = model.fc(h).float()
-        feats = [t.features_for(batch.rows, batch.view) for t in ctx.feature_targets]
+        feats = [t.batch_features(batch) for t in ctx.feature_targets]
         loss = cbd(
             student_logits=z,
             student_features=h,

@@ -51,8 +51,8 @@ def _step(ctx: StepContext) -> StepFn:
         kw: dict[str, Any] = {}
         if targets is not None:
             kw["teacher_logits"] = teacher_logits(ctx, batch)
-            if targets.features is not None and targets.features.shape[-1] == outs[0][0].shape[-1]:
-                kw["teacher_features"] = targets.features_for(batch.rows, batch.view)
+            if targets.feature_dim == outs[0][0].shape[-1]:
+                kw["teacher_features"] = targets.batch_features(batch)
         loss = ecl(
             cls_logits=[c for _, c, _ in outs],
             ref_logits=[r for _, _, r in outs],
