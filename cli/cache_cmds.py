@@ -172,19 +172,60 @@ def verify(
     dataset: Annotated[
         str | None, typer.Option(help="Also check the cache belongs to this dataset spec.")
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="NAME=MODEL: also re-run this teacher on --sample cached views (needs --dataset)."
+        ),
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Cached (row, view) pairs to re-run.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the sample of views.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     json_: JsonOpt = False,
 ) -> None:
-    """Recompute every chunk checksum, check completeness and the dataset fingerprint.
+    """Recompute every chunk checksum, check completeness and the dataset fingerprint;
+    with --teacher, re-run a teacher on a sample of cached views and compare its logits.
 
     Exit 0 when sound, 1 when something is wrong, 2 for usage errors.
     """
     with errors_to_exit():
+        from softlabels.errors import UsageError
         from softlabels.inspection import verify as run_verify
 
         report = run_verify(cache, dataset)
+        if teacher is not None:
+            from softlabels.teachers import parse_teacher
+            from softlabels.teachers.recheck import recheck_teacher
+
+            if dataset is None:
+                raise UsageError("Expected --dataset with --teacher (its inputs are regenerated)")
+            spec = parse_teacher(teacher)
+            if report["ok"]:  # re-run only a sound cache
+                recheck = recheck_teacher(
+                    cache, dataset, spec.name, spec.model, sample=sample, seed=seed, device=device
+                )
+                report["teacher_check"] = recheck
+                for b in recheck["bad"]:
+                    report["problems"].append(
+                        {
+                            "kind": "teacher",
+                            "where": f"row {b['row']} ({b['sample_id']}), view {b['view']}",
+                            "chunk": None,
+                            "message": f"|delta logit| {b['max_abs_delta']:.3g} beyond the "
+                            f"{recheck['dtype']} tolerance",
+                        }
+                    )
+                report["ok"] = recheck["ok"]
     if json_:
         print_json(report)
     else:
+        check = report.get("teacher_check")
+        if check is not None:
+            out.print(
+                f"teacher {check['teacher']} re-run on {check['sampled']} cached views: max |delta| "
+                f"{check['max_abs_delta']:.3g}, top-1 agreement {100 * check['top1_agreement']:.2f} %, "
+                f"KL mean {check['kl_mean']:.3g} (max {check['kl_max']:.3g})"
+            )
         if report["ok"]:
             out.print(
                 f"[green]ok[/]: {report['url']} ({report['files_checked']} files checked, {report['chunks']} chunks)"

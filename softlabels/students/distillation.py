@@ -122,6 +122,20 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
     return runs
 
 
+def _check_recipe(cache: Any, ds: Any) -> None:
+    """Replayed views are only the teacher's inputs under the recipe they were made with."""
+    import json
+
+    cached = (cache.meta.get("views") or {}).get("recipe")
+    here = json.loads(json.dumps(ds.recipe))
+    if cached is not None and json.dumps(cached, sort_keys=True) != json.dumps(here, sort_keys=True):
+        raise UsageError(
+            f"cache {cache.url} holds views made with the augmentation recipe {cached}, but "
+            f"dataset {ds.spec} augments with {here}; dump the cache again for this recipe, "
+            "or train with views = \"own\""
+        )
+
+
 def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device) -> dict[str, Any]:
     """Every used teacher's cached outputs on the device (checksums verified, read once)."""
     from softlabels.students.targets import load_targets
@@ -185,6 +199,8 @@ def distill(
     if ctx.is_main:  # the only rank that writes into the run folder
         out.mkdir(parents=True, exist_ok=True)
     runs = _plan_runs(specs, cache)
+    if any(r.views == "replay" for r in runs):
+        _check_recipe(cache, ds)
     targets = _load_teacher_targets(runs, cache, ctx.device)
     online = {
         t: load_online_teacher(cache, t, ds, ctx.device, (teacher_models or {}).get(t))

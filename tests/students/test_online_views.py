@@ -138,3 +138,49 @@ def test_online_from_the_cli_and_bad_combinations(aligned_cache: str, tmp_path: 
         StudentSpec("s", method="kd", online=True, views="replay")
     bad = CliRunner().invoke(app, [*args, "--teacher-model", "nonsense"])
     assert bad.exit_code == 2 and "NAME=MODEL" in bad.stderr
+
+
+def test_verify_teacher_names_a_cache_from_another_checkpoint(
+    aligned_cache: str, teacher_path: Path, tmp_path: Path
+) -> None:
+    base = ["verify", aligned_cache, "--dataset", DATA, "--device", "cpu", "--json"]
+    good = CliRunner().invoke(app, [*base, "--teacher", f"bsce={teacher_path}", "--sample", "64"])
+    assert good.exit_code == 0, good.output
+    check = json.loads(good.stdout)["teacher_check"]
+    assert check["sampled"] == 64 and check["top1_agreement"] == 1.0
+    assert check["max_abs_delta"] < 1e-4 and check["bad"] == []
+    # another checkpoint of the same architecture: every sampled view is named
+    other = tmp_path / "other"
+    from softlabels.engine.optim import OptimConfig
+    from softlabels.teachers.train import TrainConfig, train
+
+    cfg = TrainConfig(dataset=DATA, model="cnn1d", loss="ce", epochs=1, batch_size=32,
+                      optim=OptimConfig(lr=0.05), seed=3)  # fmt: skip
+    wrong = train(cfg, other, device="cpu").model_path
+    bad = CliRunner().invoke(app, [*base, "--teacher", f"bsce={wrong}", "--sample", "32"])
+    assert bad.exit_code == 1, bad.output
+    report = json.loads(bad.stdout)
+    assert not report["ok"] and len(report["teacher_check"]["bad"]) == 32
+    assert all(p["kind"] == "teacher" for p in report["problems"])
+    usage = CliRunner().invoke(app, ["verify", aligned_cache, "--teacher", "bsce=x"])
+    assert usage.exit_code == 2 and "--dataset" in usage.stderr
+
+
+def test_distill_refuses_views_made_under_another_recipe(
+    aligned_cache: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from softlabels.stores.cache import update_meta
+
+    copy = tmp_path / "c.slc"
+    shutil.copytree(aligned_cache, copy)
+    views = dict(open_cache(str(copy)).meta["views"])
+    views["recipe"] = {**views["recipe"], "shift": 99}
+    update_meta(str(copy), "views", views, owner="test")
+    spec = StudentSpec("s", method="kd", teacher="bsce", epochs=1)
+    with pytest.raises(UsageError, match="augmentation recipe"):
+        distill(str(copy), DATA, [spec], tmp_path / "r", device="cpu")
+    own = StudentSpec("s", method="kd", teacher="bsce", epochs=1, views="own")
+    distill(str(copy), DATA, [own], tmp_path / "r2", device="cpu", plots=False,
+            evaluate_teachers=False)  # fmt: skip
