@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from softlabels.stores import schema
+
 INAT_N, INAT_C = 437_513, 8_142
 
 
@@ -44,38 +46,41 @@ def long_tail_counts(n: int, c: int, imb: float) -> np.ndarray:
 def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) -> dict[str, Any]:
     import pyarrow as pa
 
-    from softlabels.stores.cache import ArraySpec, CacheWriter
+    from softlabels.stores.writer import ArraySpec, CacheWriter
 
     rng = np.random.default_rng(seed)
     counts = long_tail_counts(n, c, imb=500.0)
     labels = np.repeat(np.arange(c, dtype=np.int32), counts)
     rng.shuffle(labels)
-    meta = {
-        "format": 1,
-        "N": n,
-        "C": c,
-        "V": 1,
-        "chunk_size": chunk,
-        "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}",
-        "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk},
-        "teachers": {"t": {"features": False, "classifier": False, "dtype": "float16"}},
-        "class_names": [str(i) for i in range(c)],
-        "dataset": {
-            "fingerprint": "0" * 64,
-            "spec": f"synthetic-inat:n={n},c={c}",
-            "split": "train",
-            "train_counts": [int(x) for x in counts],
-        },
-        "tune_tau": None,
-    }
+    meta = schema.CacheMeta.from_dict(
+        {
+            "format": schema.FORMAT_VERSION,
+            "N": n,
+            "C": c,
+            "V": 1,
+            "chunk_size": chunk,
+            "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}",
+            "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk},
+            "teachers": {"t": {"features": False, "classifier": False, "dtype": "float16"}},
+            "class_names": [str(i) for i in range(c)],
+            "dataset": {
+                "fingerprint": "0" * 64,
+                "spec": f"synthetic-inat:n={n},c={c}",
+                "split": "train",
+                "train_counts": [int(x) for x in counts],
+            },
+            "tune_tau": None,
+        }
+    )
+    logits = schema.teacher_array("t", schema.LOGITS)
     specs = [
-        ArraySpec("labels", (n,), "int32"),
-        ArraySpec("views/seed", (n, 1), "uint64"),
-        ArraySpec("teachers/t/logits", (n, 1, c), "float16"),
+        ArraySpec(schema.LABELS, (n,), "int32"),
+        ArraySpec(schema.VIEW_SEEDS, (n, 1), "uint64"),
+        ArraySpec(logits, (n, 1, c), "float16"),
     ]
     tables = {
-        "samples.parquet": pa.table({"row": np.arange(n)}),
-        "classes.parquet": pa.table({"class_id": np.arange(c), "train_count": counts}),
+        schema.SAMPLES_TABLE: pa.table({"row": np.arange(n)}),
+        schema.CLASSES_TABLE: pa.table({"class_id": np.arange(c), "train_count": counts}),
     }
     # Logits: a random base block, rows permuted per chunk, plus a head bias and a bump at
     # the label, so chunks differ and compress like real random float16 (i.e. barely).
@@ -92,9 +97,9 @@ def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) 
             w.write_chunk(
                 ch,
                 {
-                    "labels": labels[s:e],
-                    "views/seed": np.zeros((e - s, 1), np.uint64),
-                    "teachers/t/logits": z.astype(np.float16)[:, None, :],
+                    schema.LABELS: labels[s:e],
+                    schema.VIEW_SEEDS: np.zeros((e - s, 1), np.uint64),
+                    logits: z.astype(np.float16)[:, None, :],
                 },
             )
             if ch % 50 == 0:
@@ -106,8 +111,8 @@ def phase_read(url: str) -> dict[str, Any]:
     from softlabels import open_cache
 
     cache = open_cache(url)
-    reader = cache.teacher("t").reader("logits")
-    stored = cache.nbytes_on_disk("teachers/t/logits")
+    reader = cache.teacher("t").reader(schema.LOGITS)
+    stored = cache.nbytes_on_disk(schema.teacher_array("t", schema.LOGITS))
     t0 = time.perf_counter()
     decoded = 0
     for _s, _e, data in reader.iter_chunks():
@@ -208,7 +213,7 @@ def main() -> None:
     raw = args.n * args.c * 2
     parent = os.path.dirname(os.path.abspath(args.out)) or "."
     free = shutil.disk_usage(parent).free
-    reuse = os.path.exists(os.path.join(args.out, "zarr.json"))
+    reuse = os.path.exists(os.path.join(args.out, schema.ROOT_DOC))
     if not reuse and free < raw * 1.1:
         raise SystemExit(
             f"need ~{raw * 1.1 / 1e9:.1f} GB free in {parent}, have {free / 1e9:.1f} GB; "

@@ -123,12 +123,17 @@ def inspect(
 
 
 def _render_describe(info: dict[str, Any]) -> None:
+    from softlabels.stores.schema import TuneTau, ViewsInfo
+
     head = Table(title=f"cache {info['url']}", show_header=False)
     head.add_row("dataset", f"{info['dataset']['spec']} ({info['dataset']['split']} split)")
     head.add_row("N x V x C", f"{info['N']} x {info['V']} x {info['C']}")
-    views = info.get("views") or {}
+    views = ViewsInfo.from_dict(info["views"]) if info.get("views") else None
     head.add_row(
-        "views", f"{views.get('mode')} (count {views.get('count')}, seed {views.get('seed')})"
+        "views",
+        f"{views.mode} (count {views.count}, seed {views.seed})"
+        if views
+        else "None (count None, seed None)",
     )
     head.add_row("chunks", f"{info['chunks']} of {info['chunk_size']} rows")
     head.add_row(
@@ -144,10 +149,8 @@ def _render_describe(info: dict[str, Any]) -> None:
             + ", ".join(f"{k} {v}" for k, v in cl["groups"].items()),
         )
     if info.get("tune_tau"):
-        ch = info["tune_tau"].get("choice", {})
-        head.add_row(
-            "tune-tau", f"T={ch.get('tau')} p={ch.get('power')} ({info['tune_tau'].get('teacher')})"
-        )
+        tuned = TuneTau.from_dict(info["tune_tau"])
+        head.add_row("tune-tau", f"T={tuned.choice.tau} p={tuned.choice.power} ({tuned.teacher})")
     out.print(head)
     t = Table(title="teachers")
     for col in ("name", "dtype", "logits", "features", "classifier", "size", "complete"):

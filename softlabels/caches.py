@@ -25,11 +25,11 @@ def check_dataset(cache: Cache, dataset: Any, split: str | None = None) -> None:
     """Raise FingerprintMismatchError unless ``cache`` was built from ``dataset``'s split."""
     from softlabels.errors import FingerprintMismatchError
 
-    split = split or str(cache.dataset.get("split", "train"))
+    split = split or str(cache.dataset.split or "train")
     got = dataset.split(split).fingerprint()
     if got != cache.fingerprint:
         raise FingerprintMismatchError(
             f"cache {cache.url} was built for another dataset: cache fingerprint "
-            f"{cache.fingerprint[:16]}… ({cache.dataset.get('spec')}), dataset fingerprint "
+            f"{cache.fingerprint[:16]}… ({cache.dataset.spec}), dataset fingerprint "
             f"{got[:16]}… ({dataset.spec}, {split} split); dump a cache for this dataset"
         )

@@ -8,7 +8,8 @@ import numpy as np
 
 from softlabels.errors import FingerprintMismatchError
 from softlabels.metrics import shot_groups
-from softlabels.stores.cache import Cache
+from softlabels.stores.reader import Cache
+from softlabels.stores.schema import Record
 
 __all__ = ["describe", "verify"]
 
@@ -17,46 +18,52 @@ def describe(cache: Cache) -> dict[str, Any]:
     """Shape, teachers, dtypes, sizes on disk, completeness and class counts of a cache."""
     n = cache.num_samples
     total = cache.nbytes_on_disk()
-    counts = cache.class_counts if cache.is_complete() or _labels_committed(cache) else None
+    counts = cache.class_counts if cache.is_complete() or cache.labels_complete() else None
     teachers = []
     for name in cache.teacher_names:
         t = cache.teacher(name)
         info = t.info
-        size = cache.nbytes_on_disk(f"teachers/{name}")
+        size = cache.teacher_bytes_on_disk(name)
         teachers.append(
             {
                 "name": name,
-                "model": info.get("model"),
-                "dtype": info.get("dtype"),
+                "model": info.model,
+                "dtype": info.dtype,
                 "logits_shape": list(t.logits.shape),
                 "features_shape": list(t.features.shape) if t.features is not None else None,
-                "classifier": info.get("classifier_kind") if info.get("classifier") else None,
-                "calibration": info.get("calibration"),
+                "classifier": info.classifier_kind if info.classifier else None,
+                "calibration": _plain(info.calibration),
                 "bytes_on_disk": size,
                 "bytes_per_sample": size / max(1, n),
                 "complete": cache.is_complete(name),
             }
         )
     missing = cache.missing_chunks()
+    meta = cache.metadata
     out: dict[str, Any] = {
         "url": cache.url,
-        "format": cache.meta["format"],
+        "format": meta.format,
         "N": n,
         "C": cache.num_classes,
         "V": cache.num_views,
         "chunk_size": cache.chunk_size,
         "chunks": cache.num_chunks,
-        "dataset": {k: cache.dataset.get(k) for k in ("spec", "split", "fingerprint", "family")},
-        "views": cache.meta.get("views"),
+        "dataset": {
+            "spec": meta.dataset.spec,
+            "split": meta.dataset.split,
+            "fingerprint": meta.dataset.fingerprint,
+            "family": meta.dataset.family,
+        },
+        "views": _plain(meta.views),
         "teachers": teachers,
         "bytes_on_disk": total,
         "bytes_per_sample": total / max(1, n),
         "complete": not missing,
         "missing_chunks": {k: len(v) for k, v in missing.items()},
-        "tune_tau": cache.meta.get("tune_tau"),
+        "tune_tau": _plain(meta.tune_tau),
     }
     if counts is not None:
-        train_counts = np.asarray(cache.dataset.get("train_counts") or counts)
+        train_counts = np.asarray(cache.dataset.train_counts or counts)
         groups = shot_groups(train_counts)
         out["classes"] = {
             "counts_min": int(counts.min()),
@@ -67,8 +74,8 @@ def describe(cache: Cache) -> dict[str, Any]:
     return out
 
 
-def _labels_committed(cache: Cache) -> bool:
-    return not cache.missing_chunks().get("labels")
+def _plain(record: Record | None) -> dict[str, Any] | None:
+    return None if record is None else record.to_dict()
 
 
 def verify(cache_url: str, dataset: str | None = None) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def verify(cache_url: str, dataset: str | None = None) -> dict[str, Any]:
         from softlabels.data import load_dataset
 
         ds = load_dataset(dataset)
-        split = str(cache.dataset.get("split", "train"))
+        split = str(cache.dataset.split or "train")
         fingerprint = {
             "cache": cache.fingerprint,
             "dataset": ds.split(split).fingerprint(),

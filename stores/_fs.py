@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+
+from softlabels.stores.atomic import write_atomic
 
 __all__ = ["Location", "resolve"]
 
@@ -48,14 +49,7 @@ class Location:
         """Write all of ``data`` under ``key`` or nothing (temp file + rename where possible)."""
         path = self.path(key)
         if self.is_local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, data)
         else:
             # Object stores write a whole object per put: no partial object is ever visible.
             self.fs.pipe_file(path, data)

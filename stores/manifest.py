@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from softlabels.stores._fs import Location
 from softlabels.stores.errors import CacheError
+from softlabels.stores.schema import MANIFEST, parse_record_name, record_name
 
-__all__ = ["Entry", "Manifest", "Record", "entry_for", "sha256"]
-
-_NAME = re.compile(
-    r"^(chunk-(?P<chunk>\d{6,})|static|tables)(\+(?P<part>[A-Za-z0-9_.+-]+))?\.json$"
-)
+__all__ = ["Entry", "Manifest", "Record", "entry_for", "record_name", "sha256"]
 
 
 def sha256(data: bytes) -> str:
@@ -59,6 +55,12 @@ class Record:
     rows: tuple[int, int] | None
     entries: dict[str, Entry] = field(default_factory=dict)  # by array path (or table name)
 
+    @property
+    def part(self) -> str | None:
+        """The teacher a record was added for (``chunk-000001+a+lws.json``: ``a+lws``)."""
+        parsed = parse_record_name(self.name)
+        return parsed.part if parsed is not None else None
+
     def to_json(self) -> bytes:
         doc = {
             "chunk": self.chunk,
@@ -78,15 +80,10 @@ class Record:
         return cls(name=name, chunk=doc.get("chunk"), rows=rows, entries=entries)  # type: ignore[arg-type]
 
 
-def record_name(kind: str, chunk: int | None = None, part: str | None = None) -> str:
-    base = f"chunk-{chunk:06d}" if kind == "chunk" else kind
-    return f"{base}+{part}.json" if part else f"{base}.json"
-
-
 class Manifest:
     """All records of a cache, read once; unreadable records are kept as problems."""
 
-    PREFIX = "manifest"
+    PREFIX = MANIFEST
 
     def __init__(self, loc: Location) -> None:
         self.loc = loc
@@ -95,23 +92,22 @@ class Manifest:
         for name in loc.list(self.PREFIX):
             if name.startswith("."):
                 continue  # temp files of an interrupted write
-            if not _NAME.match(name):
-                self.problems.append(f"manifest/{name}: unexpected file in the manifest")
+            parsed = parse_record_name(name)
+            if parsed is None:
+                self.problems.append(f"{self.PREFIX}/{name}: unexpected file in the manifest")
                 continue
             try:
                 rec = Record.from_json(name, loc.read(f"{self.PREFIX}/{name}"))
-                match = _NAME.match(name)
-                named = match.group("chunk") if match else None
-                if named is not None and rec.chunk != int(named):
+                if parsed.chunk is not None and rec.chunk != parsed.chunk:
                     # Not trusted, so a resumed dump rewrites that chunk and its record.
                     self.problems.append(
-                        f"manifest/{name}: record says chunk {rec.chunk}, its name chunk {int(named)}"
+                        f"{self.PREFIX}/{name}: record says chunk {rec.chunk}, its name chunk {parsed.chunk}"
                     )
                     continue
                 self.records[name] = rec
             except (ValueError, KeyError, TypeError) as exc:
                 self.problems.append(
-                    f"manifest/{name}: unreadable record ({exc.__class__.__name__})"
+                    f"{self.PREFIX}/{name}: unreadable record ({exc.__class__.__name__})"
                 )
 
     def committed(self, array: str) -> dict[int, Entry]:

@@ -14,10 +14,11 @@ the caller's matplotlib state alone (``savefig`` picks the Agg canvas for PNG by
 from __future__ import annotations
 
 import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from softlabels.stores.atomic import atomic_file
 
 if TYPE_CHECKING:
     from softlabels.analysis.virtual import VirtualExamples
@@ -47,14 +48,8 @@ def _figure() -> Any:
 
 def _save(fig: Any, path: str) -> None:
     """Temp file then rename: a crash never leaves half a PNG under the final name."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
 
 
 def _title(result: VirtualExamples, what: str) -> str:

@@ -35,7 +35,7 @@ from softlabels.metrics import ABSOLUTE_GROUPS, THIRDS, group_definition, shot_g
 if TYPE_CHECKING:
     import torch
 
-    from softlabels.stores.cache import Cache
+    from softlabels.stores.reader import Cache
 
 __all__ = [
     "DEFAULT_POWERS",
@@ -57,7 +57,6 @@ DEFAULT_TAUS: tuple[float, ...] = tuple(1.0 + 0.5 * i for i in range(19))  # 1, 
 DEFAULT_POWERS: tuple[float, ...] = (1.0, 0.5)
 TARGET_RATIO = 1.0  # the rule wants mean V(tail) / mean V(head) >= this
 GROUP_CHOICES = ("auto", "absolute", "thirds")
-META_KEY = "tune_tau"  # root attribute that `distill --tau auto` reads
 
 # float32 elements of one working block per worker: ~1 MiB stays in L2, so the 2-3 passes
 # of each temperature (scale, softmax, column sum) run from cache instead of from DRAM.
@@ -467,8 +466,7 @@ def _bad_rows(rows: np.ndarray, views: int) -> np.ndarray:
 
 def _sample_ids(cache: Cache, rows: np.ndarray) -> list[str]:
     try:
-        ids = cache.samples().column("sample_id").to_pylist()
-        return [str(ids[r]) for r in rows]
+        return cache.sample_ids(rows)
     except Exception:  # the table is optional for this message: fall back to row numbers
         return [f"row {r}" for r in rows]
 
@@ -486,7 +484,7 @@ def _stream(
     from softlabels.device import resolve_device
 
     dev = resolve_device(device)
-    readers = [cache.teacher(n).reader("logits") for n in teachers]
+    readers = [cache.teacher(n).reader() for n in teachers]
     n_rows, n_views, n_classes = readers[0].shape
     scales = [1.0 / t for t in tau_effs]
     total = torch.zeros(len(tau_effs), n_classes, dtype=torch.float64, device=dev)
@@ -535,10 +533,8 @@ def _stream(
 
 def _input_counts(cache: Cache) -> np.ndarray:
     """Class histogram of the cached rows, streamed chunk by chunk (never all labels at once)."""
-    from softlabels.stores.cache import ArrayReader
-
     counts = np.zeros(cache.num_classes, dtype=np.int64)
-    for _s, _e, labels in ArrayReader(cache, "labels").iter_chunks():
+    for _s, _e, labels in cache.labels_reader().iter_chunks():
         counts += np.bincount(labels.astype(np.int64), minlength=cache.num_classes)
     return counts
 
@@ -564,7 +560,7 @@ def virtual_examples(
     >>> ve = softlabels.virtual_examples("runs/c100.slc", "bsce")   # doctest: +SKIP
     >>> ve.choice.tau, ve.choice.power
     """
-    from softlabels.stores.cache import Cache
+    from softlabels.stores.reader import Cache
 
     t0 = time.perf_counter()
     if not isinstance(cache, Cache):
@@ -576,7 +572,7 @@ def virtual_examples(
     for n in names:
         cache.require_complete(n)
     input_counts = _input_counts(cache)
-    train = cache.dataset.get("train_counts")
+    train = cache.dataset.train_counts
     train_counts = (
         np.asarray(train, dtype=np.int64)
         if train is not None and len(train) == cache.num_classes
@@ -651,25 +647,24 @@ def check_writable(cache: Cache) -> None:
 
 
 def store_choice(cache: Cache | str, result: VirtualExamples) -> dict[str, Any]:
-    """Write the choice into the cache's root attributes (key ``tune_tau``) under the lock.
+    """Write the choice into the cache's root metadata (``tune_tau``) under the lock.
 
-    ``distill --tau auto`` reads ``cache.meta["tune_tau"]["choice"]``. Returns what was stored.
+    ``distill --tau auto`` reads it back as ``cache.tune_tau.choice``. Returns what was
+    stored, as its JSON object.
     """
-    from softlabels.stores.cache import update_meta
+    from softlabels.stores.schema import TauChoice, TuneTau
+    from softlabels.stores.writer import set_tune_tau
 
     url = cache if isinstance(cache, str) else cache.url
-    taus = sorted({g.tau for g in result.grid})
-    powers = sorted({g.power for g in result.grid}, reverse=True)
-    value = {
-        "teacher": result.teacher,
-        "choice": {
-            k: v
-            for k, v in result.choice.to_dict().items()
-            if k in ("tau", "power", "tau_eff", "reason")
-        },
-        "groups": result.groups,
-        "taus": taus,
-        "powers": powers,
-    }
-    update_meta(url, META_KEY, value, owner="tune-tau")
-    return value
+    choice = result.choice
+    value = TuneTau(
+        teacher=result.teacher,
+        choice=TauChoice(
+            tau=choice.tau, power=choice.power, tau_eff=choice.tau_eff, reason=choice.reason
+        ),
+        groups=result.groups,
+        taus=sorted({g.tau for g in result.grid}),
+        powers=sorted({g.power for g in result.grid}, reverse=True),
+    )
+    set_tune_tau(url, value, owner="tune-tau")
+    return value.to_dict()

@@ -32,6 +32,15 @@ from softlabels.errors import (
     SpecError,
     UsageError,
 )
+from softlabels.stores.schema import (
+    CLASSIFIER_BIAS,
+    CLASSIFIER_WEIGHT,
+    FEATURES,
+    LOGITS,
+    LWS_SCALE,
+    Calibration,
+    TeacherInfo,
+)
 
 __all__ = ["CalibrationResult", "calibrate", "calibrated_name"]
 
@@ -108,7 +117,8 @@ def calibrate(
     written unless everything succeeded.
     """
     from softlabels.device import resolve_device
-    from softlabels.stores.cache import Cache, add_teacher
+    from softlabels.stores.reader import Cache
+    from softlabels.stores.writer import add_teacher
 
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -133,7 +143,7 @@ def calibrate(
     info = src.info
     name = calibrated_name(teacher, method)
     _check_source(cache, teacher, info)
-    kind = str(info.get("classifier_kind") or "linear")
+    kind = str(info.classifier_kind or "linear")
     if method == "tau-norm" and kind == "cosine":
         raise UsageError(
             f"teacher {teacher!r} has a cosine classifier, which normalises its weights "
@@ -144,7 +154,7 @@ def calibrate(
             f"{cache.url} already has a teacher {name!r}; use --overwrite to replace it"
         )
     cache.require_complete(teacher)
-    source_cls = _source_classifier(cache, teacher, info)
+    source_cls = _source_classifier(src)
 
     # Optional test-split evaluation: resolve everything (dataset, model) before training.
     test: tuple[torch.Tensor, np.ndarray] | None = None
@@ -152,7 +162,7 @@ def calibrate(
         test = _test_features(cache, teacher, info, source_cls, dataset, dev, batch_size)
 
     # Cached features and labels, read once with every chunk's checksum verified.
-    feats_np = src.reader("features").read_all()
+    feats_np = src.reader(FEATURES).read_all()
     labels_np = cache.labels
     n, v, d = feats_np.shape
     if d != source_cls.feature_dim:
@@ -181,10 +191,10 @@ def calibrate(
     calibrated = fit.classifier.to(dev)
 
     # Logits of every (row, view) under the calibrated classifier, and accuracies.
-    dtype = src.reader("logits").dtype
+    dtype = src.reader(LOGITS).dtype
     logits, after_pred = _apply(calibrated, features, dtype)
     _, before_pred = _apply(source_cls.to(dev), features, None)
-    counts = np.asarray(cache.dataset.get("train_counts") or cache.class_counts)
+    counts = np.asarray(cache.dataset.train_counts or cache.class_counts)
     if test is None:
         flat_labels = np.repeat(labels_np, v)  # sample i * V + v carries row i's label
         evaluation = {
@@ -208,52 +218,51 @@ def calibrate(
 
     out_cls = fit.classifier.to("cpu")
     static = {
-        "classifier/weight": out_cls.weight.float().numpy(),
-        "classifier/bias": out_cls.bias.float().numpy(),
+        CLASSIFIER_WEIGHT: out_cls.weight.float().numpy(),
+        CLASSIFIER_BIAS: out_cls.bias.float().numpy(),
     }
     scale_stats = None
     if out_cls.lws_scale is not None:
         s = out_cls.lws_scale.float().numpy()
-        static["lws_scale"] = s
+        static[LWS_SCALE] = s
         scale_stats = {"min": float(s.min()), "mean": float(s.mean()), "max": float(s.max())}
     import softlabels
 
-    calibration = {
-        "method": method,
-        "source": teacher,
-        "epochs": epochs if training else None,
-        "lr": float(lr) if training else None,
-        "batch_size": batch_size if training else None,
-        "weight_decay": float(weight_decay) if training else None,
-        "momentum": 0.9 if training else None,
-        "schedule": "cosine" if training else None,
-        "sampler": "class-balanced" if training else None,
-        "seed": seed if training else None,
-        "tau_norm_power": float(tau_norm_power) if method == "tau-norm" else None,
-        "samples": int(n * v),
-        "formula": fit.classifier.formula(),
-        "losses": fit.losses,
-        "evaluation": evaluation,
-        "softlabels": softlabels.__version__,
-    }
-    new_info = dict(info) | {
-        "order": len([t for t in cache.teacher_names if t != name]),
-        "dtype": str(dtype),
-        "feature_dim": d,
-        "classifier_kind": kind,
-        "cosine_scale": source_cls.cosine_scale,
-        "calibration": calibration,
-    }
+    calibration = Calibration(
+        method=method,
+        source=teacher,
+        epochs=epochs if training else None,
+        lr=float(lr) if training else None,
+        batch_size=batch_size if training else None,
+        weight_decay=float(weight_decay) if training else None,
+        momentum=0.9 if training else None,
+        schedule="cosine" if training else None,
+        sampler="class-balanced" if training else None,
+        seed=seed if training else None,
+        tau_norm_power=float(tau_norm_power) if method == "tau-norm" else None,
+        samples=int(n * v),
+        formula=fit.classifier.formula(),
+        losses=fit.losses,
+        evaluation=evaluation,
+        softlabels=softlabels.__version__,
+    )
+    new_info = info.updated(
+        order=len([t for t in cache.teacher_names if t != name]),
+        dtype=str(dtype),
+        feature_dim=d,
+        classifier_kind=kind,
+        cosine_scale=source_cls.cosine_scale,
+        calibration=calibration,
+    )
     replaced = name in cache.teacher_names
-    compressor = str(cache.meta.get("config", {}).get("compressor", "zstd"))
     add_teacher(
         cache_url,
         name,
         new_info,
-        {"logits": logits},
+        {LOGITS: logits},
         static,
         replace=overwrite,
-        compressor=compressor,
+        compressor=cache.metadata.compressor,
     )
     return CalibrationResult(
         url=cache.url,
@@ -265,12 +274,12 @@ def calibrate(
         num_views=v,
         num_classes=c,
         feature_dim=d,
-        epochs=calibration["epochs"],
-        lr=calibration["lr"],
-        batch_size=calibration["batch_size"],
-        weight_decay=calibration["weight_decay"],
-        seed=calibration["seed"],
-        tau_norm_power=calibration["tau_norm_power"],
+        epochs=calibration.epochs,
+        lr=calibration.lr,
+        batch_size=calibration.batch_size,
+        weight_decay=calibration.weight_decay,
+        seed=calibration.seed,
+        tau_norm_power=calibration.tau_norm_power,
         device=str(dev),
         steps=fit.steps,
         losses=fit.losses,
@@ -278,33 +287,33 @@ def calibrate(
         replaced=replaced,
         seconds=time.perf_counter() - t0,
         lws_scale=scale_stats,
-        extra={"formula": calibration["formula"], "dtype": str(dtype)},
+        extra={"formula": calibration.formula, "dtype": str(dtype)},
     )
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_source(cache: Any, teacher: str, info: dict[str, Any]) -> None:
-    cal = info.get("calibration")
-    if cal:
+def _check_source(cache: Any, teacher: str, info: TeacherInfo) -> None:
+    cal = info.calibration
+    if cal is not None:
         raise UsageError(
-            f"teacher {teacher!r} is already calibrated ({cal.get('method')} of "
-            f"{cal.get('source')!r}) and has no features; calibrate {cal.get('source')!r} instead"
+            f"teacher {teacher!r} is already calibrated ({cal.method} of "
+            f"{cal.source!r}) and has no features; calibrate {cal.source!r} instead"
         )
-    if not info.get("features"):
+    if not info.features:
         raise UsageError(
             f"teacher {teacher!r} of {cache.url} has no cached features; calibration needs "
             "them: dump it again without --no-features"
         )
-    if not info.get("classifier"):
+    if not info.classifier:
         raise UsageError(
             f"teacher {teacher!r} of {cache.url} has no cached classifier (its model has no "
             "final linear layer softlabels could read); calibration needs its weights"
         )
-    if str(cache.dataset.get("split", "train")) != "train":
+    if str(cache.dataset.split or "train") != "train":
         raise UsageError(
-            f"{cache.url} holds the {cache.dataset.get('split')} split; calibrate on a cache of "
+            f"{cache.url} holds the {cache.dataset.split} split; calibrate on a cache of "
             "the train split (dump --split train)"
         )
 
@@ -312,44 +321,29 @@ def _check_source(cache: Any, teacher: str, info: dict[str, Any]) -> None:
 def stored_classifier(cache: Any, teacher: str) -> Classifier:
     """The final layer stored with a teacher (checksums checked), calibrated ones included:
     ``lws_scale * head(v)`` for an LWS teacher, the re-trained or normalised layer else."""
-    info = cache.teacher(teacher).info
-    cls = _source_classifier(cache, teacher, info)
-    path = f"teachers/{teacher}/lws_scale"
-    if cache.manifest.entry(path) is not None:
-        scale = torch.from_numpy(np.asarray(cache.group[path][...], dtype=np.float32))
+    src = cache.teacher(teacher)
+    cls = _source_classifier(src)
+    scale = src.lws_scale
+    if scale is not None:
         cls = Classifier(
-            cls.weight, cls.bias, kind=cls.kind, cosine_scale=cls.cosine_scale, lws_scale=scale
+            cls.weight,
+            cls.bias,
+            kind=cls.kind,
+            cosine_scale=cls.cosine_scale,
+            lws_scale=torch.from_numpy(np.asarray(scale, dtype=np.float32)),
         )
     return cls
 
 
-def _source_classifier(cache: Any, teacher: str, info: dict[str, Any]) -> Classifier:
-    """The cached classifier, its static files checked against the manifest first."""
-    from softlabels.stores.manifest import sha256
-
-    for part in ("weight", "bias"):
-        path = f"teachers/{teacher}/classifier/{part}"
-        entry = cache.manifest.entry(path)
-        if entry is None:
-            raise ChecksumMismatchError(
-                f"{cache.url}: {path} was never committed; run `softlabels verify` and redo the dump"
-            )
-        try:
-            data = cache.loc.read(entry.key)
-        except FileNotFoundError as exc:
-            raise ChecksumMismatchError(
-                f"{cache.url}: {path} is missing ({entry.key}); run `softlabels verify`"
-            ) from exc
-        if sha256(data) != entry.sha256:
-            raise ChecksumMismatchError(
-                f"{cache.url}: {path} is corrupt (checksum mismatch at {entry.key}); "
-                "run `softlabels verify` and redo the dump"
-            )
-    pair = cache.teacher(teacher).classifier
-    assert pair is not None
+def _source_classifier(src: Any) -> Classifier:
+    """The cached classifier of a teacher (its files checked against the manifest)."""
+    pair = src.classifier
+    if pair is None:
+        raise UsageError(f"teacher {src.name!r} of {src.cache.url} has no cached classifier")
     weight, bias = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in pair)
-    kind = str(info.get("classifier_kind") or "linear")
-    scale = info.get("cosine_scale")
+    info = src.info
+    kind = str(info.classifier_kind or "linear")
+    scale = info.cosine_scale
     return Classifier(
         weight, bias, kind=kind, cosine_scale=float(scale) if scale is not None else None
     )
@@ -411,7 +405,7 @@ def _check_finite(logits: np.ndarray, name: str, dtype: np.dtype[Any]) -> None:
 def _test_features(
     cache: Any,
     teacher: str,
-    info: dict[str, Any],
+    info: TeacherInfo,
     source_cls: Classifier,
     dataset: str,
     dev: torch.device,
@@ -425,7 +419,7 @@ def _test_features(
 
     ds = load_dataset(dataset)
     check_dataset(cache, ds, "train")
-    spec = str(info.get("model"))
+    spec = str(info.model)
     part = ds.split("test")
     try:
         lm = load_model(
@@ -441,7 +435,7 @@ def _test_features(
             f"({exc}); drop --dataset to report training accuracy"
         ) from None
     try:
-        recorded = info.get("model_id")
+        recorded = info.model_id
         if recorded is not None and model_identity(spec) != recorded:
             raise UsageError(
                 f"the model of teacher {teacher!r} ({spec}) changed since the dump, so its test "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import torch
 
 from softlabels.engine.inputs import Batch, BatchStream
 from softlabels.engine.optim import OptimConfig, build_optimizer, lr_factor
+from softlabels.stores.atomic import atomic_file
 
 __all__ = ["Student", "fit", "flatten_metrics"]
 
@@ -78,10 +78,8 @@ class Student:
             "diverged": json.dumps(self.diverged),
             "config": json.dumps(self.config, sort_keys=True),
         }
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        with atomic_file(self.state_path) as f:
+            torch.save(state, f)
 
     def try_resume(self) -> bool:
         """Load the saved state when it exists and was made with the same config."""

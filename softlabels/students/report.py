@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from softlabels.stores.atomic import atomic_file, write_atomic
 
 __all__ = ["plot_groups", "plot_per_class", "write_json", "write_parquet"]
 
@@ -21,15 +22,12 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     table = (
         pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]) if rows else pa.table({})
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        pq.write_table(table, f)
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=float) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=False, default=float) + "\n").encode())
 
 
 def plot_per_class(

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from softlabels.errors import NonFiniteError, SoftlabelsError, StorageError, UsageError
+from softlabels.stores import schema
+from softlabels.stores._codec import COMPRESSORS
 
 __all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher"]
 
@@ -101,7 +103,7 @@ class DumpConfig:
             raise UsageError(f"Expected --split train or test, got {self.split!r}")
         if self.strength not in ("standard", "strong"):
             raise UsageError(f"Expected --strength standard or strong, got {self.strength!r}")
-        if self.compressor not in ("zstd", "blosc", "none"):
+        if self.compressor not in COMPRESSORS:
             raise UsageError(f"Expected --compressor zstd, blosc or none, got {self.compressor!r}")
         if self.seed < 0:
             raise UsageError(f"Expected --seed >= 0, got {self.seed}")
@@ -175,14 +177,12 @@ def dump(
     progress: Progress | None = None,
 ) -> DumpResult:
     """Run every teacher of ``config`` over the dataset split and write (or finish) the cache."""
-    import pyarrow as pa
-
     import softlabels
     from softlabels.data import load_dataset, view_seeds
     from softlabels.engine.inputs import epoch_aligned_seeds
     from softlabels.metrics import shot_groups
     from softlabels.models import load_model
-    from softlabels.stores.cache import FORMAT_VERSION, ArraySpec
+    from softlabels.stores.writer import ArraySpec
 
     t0 = time.perf_counter()
     ctx = _distributed_setup(device, out)
@@ -199,7 +199,7 @@ def dump(
     # Teachers: load, probe output and feature sizes on one batch.
     probe = ds.clean(split.load(np.arange(min(2, n)))).to(dev)
     models: dict[str, Any] = {}
-    tinfo: dict[str, dict[str, Any]] = {}
+    tinfo: dict[str, schema.TeacherInfo] = {}
     for i, t in enumerate(config.teachers):
         lm = load_model(
             t.model,
@@ -223,19 +223,19 @@ def dump(
             )
         want_feats = config.features and feats is not None
         cls_w = lm.classifier() if want_feats else None
-        tinfo[t.name] = {
-            "order": i,
-            "model": t.model,
-            "model_id": model_identity(t.model),
-            "arch": lm.arch,
-            "dtype": config.dtype,
-            "features": bool(want_feats),
-            "feature_dim": int(feats.shape[-1]) if want_feats else None,
-            "classifier": cls_w is not None,
-            "classifier_kind": lm.arch.get("classifier", "linear"),
-            "cosine_scale": lm.arch.get("cosine_scale"),
-            "calibration": None,
-        }
+        tinfo[t.name] = schema.TeacherInfo(
+            order=i,
+            model=t.model,
+            model_id=model_identity(t.model),
+            arch=lm.arch,
+            dtype=config.dtype,
+            features=bool(want_feats),
+            feature_dim=int(feats.shape[-1]) if want_feats else None,
+            classifier=cls_w is not None,
+            classifier_kind=lm.arch.get("classifier", "linear"),
+            cosine_scale=lm.arch.get("cosine_scale"),
+            calibration=None,
+        )
         models[t.name] = (lm, cls_w)
 
     cfg = config.to_dict()
@@ -256,78 +256,74 @@ def dump(
                 "schedule",
             )
         },
-        "teachers": {k: v_["model_id"] for k, v_ in tinfo.items()},
+        "teachers": {k: v_.model_id for k, v_ in tinfo.items()},
         "fingerprint": split.fingerprint(),
-        "format": FORMAT_VERSION,
+        "format": schema.FORMAT_VERSION,
         "algorithm": DUMP_ALGORITHM,
     }
     config_key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
     counts = ds.class_counts("train")
-    meta = {
-        "format": FORMAT_VERSION,
-        "N": n,
-        "C": c,
-        "V": v,
-        "chunk_size": config.chunk_size,
-        "config_key": config_key,
-        "config": {k: cfg[k] for k in key_doc["config"]} | {"teachers": cfg["teachers"]},
-        "dataset": {
-            "spec": ds.spec,
-            "name": ds.name,
-            "split": config.split,
-            "fingerprint": split.fingerprint(),
-            "family": ds.family,
-            "recipe": ds.recipe,
-            "train_counts": [int(x) for x in counts],
-        },
-        "class_names": list(ds.class_names),
-        "teachers": tinfo,
-        "views": {
-            "mode": "clean" if config.views == 0 else "augmented",
-            "count": config.views,
-            "seed": config.seed,
-            "strength": config.strength if config.views else None,
-            "recipe": ds.recipe,
-            "schedule": config.schedule if config.views else None,
-        },
-        "created": {"softlabels": softlabels.__version__, "torch": torch.__version__.split("+")[0]},
-        "tune_tau": None,
-    }
-    specs = [ArraySpec("labels", (n,), "int32"), ArraySpec("views/seed", (n, v), "uint64")]
+    meta = schema.CacheMeta(
+        format=schema.FORMAT_VERSION,
+        N=n,
+        C=c,
+        V=v,
+        chunk_size=config.chunk_size,
+        config_key=config_key,
+        config={k: cfg[k] for k in key_doc["config"]} | {"teachers": cfg["teachers"]},
+        dataset=schema.DatasetInfo(
+            spec=ds.spec,
+            name=ds.name,
+            split=config.split,
+            fingerprint=split.fingerprint(),
+            family=ds.family,
+            recipe=ds.recipe,
+            train_counts=[int(x) for x in counts],
+        ),
+        class_names=list(ds.class_names),
+        teachers=tinfo,
+        views=schema.ViewsInfo(
+            mode="clean" if config.views == 0 else "augmented",
+            count=config.views,
+            seed=config.seed,
+            strength=config.strength if config.views else None,
+            recipe=ds.recipe,
+            schedule=config.schedule if config.views else None,
+        ),
+        created={"softlabels": softlabels.__version__, "torch": torch.__version__.split("+")[0]},
+        tune_tau=None,
+    )
+    specs = [
+        ArraySpec(schema.LABELS, (n,), "int32"),
+        ArraySpec(schema.VIEW_SEEDS, (n, v), "uint64"),
+    ]
     for name, info in tinfo.items():
-        specs.append(ArraySpec(f"teachers/{name}/logits", (n, v, c), config.dtype))
-        if info["features"]:
-            d = info["feature_dim"]
-            specs.append(ArraySpec(f"teachers/{name}/features", (n, v, d), config.dtype))
-        if info["classifier"]:
+        specs.append(ArraySpec(schema.teacher_array(name, schema.LOGITS), (n, v, c), config.dtype))
+        if info.features:
+            d = info.feature_dim
+            path = schema.teacher_array(name, schema.FEATURES)
+            specs.append(ArraySpec(path, (n, v, d), config.dtype))
+        if info.classifier:
             specs.append(
                 ArraySpec(
-                    f"teachers/{name}/classifier/weight",
-                    (c, info["feature_dim"]),
+                    schema.teacher_array(name, schema.CLASSIFIER_WEIGHT),
+                    (c, info.feature_dim),
                     "float32",
                     by_row=False,
                 )
             )
             specs.append(
-                ArraySpec(f"teachers/{name}/classifier/bias", (c,), "float32", by_row=False)
+                ArraySpec(
+                    schema.teacher_array(name, schema.CLASSIFIER_BIAS),
+                    (c,),
+                    "float32",
+                    by_row=False,
+                )
             )
-    groups = shot_groups(counts)
     tables = {
-        "samples.parquet": pa.table(
-            {
-                "row": pa.array(np.arange(n), pa.int64()),
-                "sample_id": pa.array(split.ids, pa.string()),
-                "label": pa.array(split.labels, pa.int32()),
-                "split": pa.array([config.split] * n, pa.string()),
-            }
-        ),
-        "classes.parquet": pa.table(
-            {
-                "class_id": pa.array(np.arange(c), pa.int32()),
-                "name": pa.array(ds.class_names, pa.string()),
-                "train_count": pa.array(counts, pa.int64()),
-                "shot_group": pa.array(groups.tolist(), pa.string()),
-            }
+        schema.SAMPLES_TABLE: schema.samples_table(split.ids, split.labels, config.split),
+        schema.CLASSES_TABLE: schema.classes_table(
+            ds.class_names, counts, shot_groups(counts).tolist()
         ),
     }
 
@@ -372,11 +368,11 @@ def _distributed_setup(device: str, out: str) -> Any:
 def _write_cache(
     config: DumpConfig,
     out: str,
-    meta: dict[str, Any],
+    meta: Any,  # CacheMeta
     specs: list[Any],
     tables: dict[str, Any],
     models: dict[str, Any],
-    tinfo: dict[str, dict[str, Any]],
+    tinfo: dict[str, Any],  # TeacherInfo by name
     ds: Any,
     split: Any,
     dev: torch.device,
@@ -391,17 +387,15 @@ def _write_cache(
     """Open (rank 0: create or resume, holding the lock) or attach to the cache, commit this
     rank's share of the pending chunks, and report (every rank returns rank 0's result)."""
     from softlabels import distributed
-    from softlabels.stores.cache import Cache, CacheWriter
+    from softlabels.stores.reader import Cache
+    from softlabels.stores.writer import CacheWriter
 
-    n, c, v = int(meta["N"]), int(meta["C"]), int(meta["V"])
+    n, c, v = meta.N, meta.C, meta.V
     statics = {
-        path: arr
+        schema.teacher_array(name, what): arr.detach().float().cpu().numpy()
         for name, (_lm, cls_w) in models.items()
         if cls_w is not None
-        for path, arr in (
-            (f"teachers/{name}/classifier/weight", cls_w[0].detach().float().cpu().numpy()),
-            (f"teachers/{name}/classifier/bias", cls_w[1].detach().float().cpu().numpy()),
-        )
+        for what, arr in zip((schema.CLASSIFIER_WEIGHT, schema.CLASSIFIER_BIAS), cls_w, strict=True)
     }
     writer: CacheWriter | None = None
     setup: dict[str, Any] = {}
@@ -470,7 +464,7 @@ def _write_cache(
             "seconds": time.perf_counter() - t0,
             "device": str(dev),
         }
-    extra: dict[str, Any] = {"device": str(dev), "views_mode": meta["views"]["mode"]}
+    extra: dict[str, Any] = {"device": str(dev), "views_mode": meta.views.mode}
     if ctx.distributed:
         report = distributed.broadcast_json(report)
         extra["device"] = report["device"]
@@ -500,7 +494,7 @@ def _commit_chunks(
     ds: Any,
     split: Any,
     models: dict[str, Any],
-    tinfo: dict[str, dict[str, Any]],
+    tinfo: dict[str, Any],
     config: DumpConfig,
     dev: torch.device,
     workers: int,
@@ -567,7 +561,7 @@ def _run_chunk(
     ds: Any,
     split: Any,
     models: dict[str, Any],
-    tinfo: dict[str, dict[str, Any]],
+    tinfo: dict[str, Any],
     config: DumpConfig,
     start: int,
     stop: int,
@@ -585,16 +579,18 @@ def _run_chunk(
     )
     np_dtype = np.dtype(config.dtype)
     out: dict[str, np.ndarray] = {
-        "labels": split.labels[start:stop].astype(np.int32),
-        "views/seed": seeds.astype(np.uint64),
+        schema.LABELS: split.labels[start:stop].astype(np.int32),
+        schema.VIEW_SEEDS: seeds.astype(np.uint64),
     }
+    # The row arrays of each teacher, by teacher and array name (views into ``out``).
+    arrays: dict[str, dict[str, np.ndarray]] = {}
     for name, info in tinfo.items():
         c = int(ds.num_classes)
-        out[f"teachers/{name}/logits"] = np.empty((len(rows), v, c), np_dtype)
-        if info["features"]:
-            out[f"teachers/{name}/features"] = np.empty(
-                (len(rows), v, info["feature_dim"]), np_dtype
-            )
+        arrays[name] = {schema.LOGITS: np.empty((len(rows), v, c), np_dtype)}
+        if info.features:
+            arrays[name][schema.FEATURES] = np.empty((len(rows), v, info.feature_dim), np_dtype)
+        for what, arr in arrays[name].items():
+            out[schema.teacher_array(name, what)] = arr
 
     batches = list(_batches(start, stop, config.batch_size))
     queue: deque[Future[torch.Tensor]] = deque()
@@ -618,13 +614,10 @@ def _run_chunk(
                 for name, (lm, _cls) in models.items():
                     logits, feats = lm.forward(x)
                     # .cpu() is the one device sync per batch and teacher.
-                    out[f"teachers/{name}/logits"][lo:hi, view] = logits.float().cpu().numpy()
-                    if tinfo[name]["features"]:
-                        out[f"teachers/{name}/features"][lo:hi, view] = feats.float().cpu().numpy()
-    for name, what in ((n, w) for n in tinfo for w in ("logits", "features")):
-        arr = out.get(f"teachers/{name}/{what}")
-        if arr is None:
-            continue
+                    arrays[name][schema.LOGITS][lo:hi, view] = logits.float().cpu().numpy()
+                    if schema.FEATURES in arrays[name]:
+                        arrays[name][schema.FEATURES][lo:hi, view] = feats.float().cpu().numpy()
+    for name, what, arr in ((n, w, a) for n in arrays for w, a in arrays[n].items()):
         bad = ~np.isfinite(arr).reshape(len(rows), -1).all(axis=1)
         if bad.any():
             ids = [split.ids[start + int(i)] for i in np.flatnonzero(bad)]
@@ -653,7 +646,7 @@ def _finite_in_fp32(
     bad_rows: np.ndarray,
     seeds: np.ndarray,
     dev: torch.device,
-    what: str = "logits",
+    what: str = schema.LOGITS,
 ) -> bool:
     """Whether the offending outputs are finite before the float16 cast (an overflow)."""
     raw = split.load(bad_rows[:8]).to(dev)
@@ -665,7 +658,7 @@ def _finite_in_fp32(
                 else ds.augment(raw, seeds[bad_rows[:8] - start, view], strength=config.strength)
             )
             logits, feats = lm.forward(x)
-            value = logits if what == "logits" else feats
+            value = logits if what == schema.LOGITS else feats
             if value is None or not torch.isfinite(value).all():
                 return False
     return True

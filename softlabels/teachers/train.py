@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from softlabels.engine.optim import OptimConfig
 from softlabels.errors import DivergedError, UsageError
+from softlabels.stores.atomic import atomic_file
 
 __all__ = ["TEACHER_LOSSES", "TrainConfig", "TrainResult", "train"]
 
@@ -202,6 +203,5 @@ def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
 
     rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in history]
     table = pa.Table.from_pylist(rows)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        pq.write_table(table, f)

@@ -152,16 +152,10 @@ def test_verify_notices_a_deleted_static_record(reference, copy_of) -> None:
     assert _problems(root) != []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when manifest/static.json is unreadable or gone, Cache.verify reports the "
-    "classifier arrays it covered as missing but not the array metadata documents "
-    "(labels/zarr.json, ...), and ArrayReader parses such a document unchecked: a metadata "
-    "document damaged as well goes unnamed, and tune-tau ends in a traceback (ValueError: "
-    "cannot reshape ...)",
-)
 def test_metadata_named_when_its_static_record_is_damaged(reference, copy_of) -> None:
-    """Two damages: the static record and a metadata document it covered; both named."""
+    """Two damages: the static record and a metadata document it covered; both named
+    (verify lists every metadata document left without its entry, and readers refuse a
+    document that has none instead of parsing it unchecked)."""
     root = copy_of(reference("single"))
     (root / "manifest" / "static.json").write_bytes(b"{junk")
     doc = root / "labels" / "zarr.json"

@@ -1,0 +1,452 @@
+"""Writing a cache: create or resume it, commit row chunks and static arrays, add a
+teacher to a complete cache, update its root metadata under the lock.
+
+A chunk is committed when its manifest record exists, written after every byte it lists.
+Nothing here knows about datasets or models: callers hand in the metadata record, arrays
+and tables.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from softlabels.stores._codec import compressor as make_compressor
+from softlabels.stores._codec import encode_chunk
+from softlabels.stores._fs import Location, resolve
+from softlabels.stores._root import create_root, parse_meta, read_root_attrs, rewrite_root_attrs
+from softlabels.stores.atomic import is_temp_name
+from softlabels.stores.errors import CacheError, CacheExistsError, CacheNotFoundError
+from softlabels.stores.lock import LOCK_KEY, CacheLock
+from softlabels.stores.manifest import Entry, Manifest, Record, entry_for, sha256
+from softlabels.stores.schema import (
+    CHUNK,
+    CLASSIFIER_WEIGHT,
+    FEATURES,
+    MANIFEST,
+    ROOT_ATTR,
+    STATIC,
+    TABLES_RECORD,
+    CacheMeta,
+    TeacherInfo,
+    TuneTau,
+    array_meta_key,
+    chunk_key,
+    config_of,
+    parse_record_name,
+    record_name,
+    teacher_array,
+    teacher_root,
+)
+from softlabels.stores.tables import write_table
+
+__all__ = [
+    "ArraySpec",
+    "CacheWriter",
+    "add_teacher",
+    "set_tune_tau",
+    "update_meta",
+]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """An array of the cache: row-chunked along axis 0 (``by_row``) or stored whole."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    by_row: bool = True
+
+    def chunks(self, chunk_size: int) -> tuple[int, ...]:
+        if not self.by_row:
+            return tuple(max(1, s) for s in self.shape)
+        return (chunk_size, *self.shape[1:])
+
+
+def _as_meta(meta: CacheMeta | Mapping[str, Any]) -> CacheMeta:
+    return meta if isinstance(meta, CacheMeta) else CacheMeta.from_dict(meta)
+
+
+class CacheWriter:
+    """Creates or resumes one cache; commits row chunks; holds the write lock until closed.
+
+    :meth:`open` takes the lock; :meth:`attach` joins a cache whose lock another process of
+    the same job holds (the other ranks of a distributed dump) and takes none.
+    """
+
+    def __init__(
+        self,
+        loc: Location,
+        lock: CacheLock | None,
+        meta: CacheMeta | Mapping[str, Any],
+        specs: Sequence[ArraySpec],
+    ):
+        import zarr
+
+        self.loc = loc
+        self.lock = lock
+        self.metadata = _as_meta(meta)
+        self.specs = {s.path: s for s in specs}
+        self.chunk_size = self.metadata.chunk_size
+        self.num_rows = self.metadata.N
+        self.group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="r+")
+        self.manifest = Manifest(loc)
+        # write_empty_chunks is a runtime setting, not stored: every chunk must exist as a file.
+        self._arrays = {
+            p: self.group[p].with_config({"write_empty_chunks": True}) for p in self.specs
+        }
+        self._metas: dict[str, dict[str, Any]] = {}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The root metadata as a plain dict (read :attr:`metadata` in new code)."""
+        return self.metadata.to_dict()
+
+    # -- creation
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        meta: CacheMeta | Mapping[str, Any],
+        specs: Sequence[ArraySpec],
+        tables: dict[str, Any],
+        overwrite: bool = False,
+        break_lock: bool = False,
+        compressor: str = "zstd",
+    ) -> CacheWriter:
+        """Create the cache at ``url``, or reopen it for resuming when its config matches.
+
+        ``meta`` (a :class:`CacheMeta`, or its dict) holds ``config_key``, a hash of
+        everything that determines the cache's bytes; a cache with another key is refused
+        unless ``overwrite``. ``tables`` maps table file names to pyarrow tables.
+        """
+        record = _as_meta(meta)
+        loc = resolve(url)
+        if loc.exists() and not loc.fs.isdir(loc.root):
+            raise CacheExistsError(f"{loc.url} is a file, not a folder; choose another --out")
+        lock = CacheLock(loc, break_stale=break_lock)
+        lock.acquire()
+        try:
+            existing = read_root_attrs(loc)
+            if existing is None and loc.exists() and loc.list("") and not _only_lock(loc):
+                raise CacheExistsError(
+                    f"{loc.url} exists and is not a softlabels cache; choose another --out "
+                    "(nothing there was touched)"
+                )
+            if existing is not None and overwrite:
+                _clear(loc)
+                existing = None
+            if existing is not None and config_of(existing)[0] != record.config_key:
+                raise CacheExistsError(
+                    f"{loc.url} holds a cache made with other settings "
+                    f"({_diff(config_of(existing)[1], record.config)}); "
+                    "use --overwrite to replace it or choose another --out"
+                )
+            if existing is None:
+                _remove_partials(loc)
+                create_root(loc, record.to_dict())
+            else:
+                record = parse_meta(loc, existing)
+                _remove_partials(loc)
+            # Idempotent: a crash during creation leaves a group that this completes.
+            _ensure_arrays(loc, record.chunk_size, specs, compressor)
+            manifest = Manifest(loc)
+            if record_name(TABLES_RECORD) not in manifest.records:
+                rec = Record(name=record_name(TABLES_RECORD), chunk=None, rows=None)
+                for key, table in tables.items():
+                    data = write_table(loc, key, table)
+                    rec.entries[key] = Entry(key=key, nbytes=len(data), sha256=sha256(data))
+                manifest.write(rec)
+            return cls(loc, lock, record, specs)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def attach(
+        cls, url: str, *, meta: CacheMeta | Mapping[str, Any], specs: Sequence[ArraySpec]
+    ) -> CacheWriter:
+        """Join a cache that another process created with :meth:`open` and holds locked.
+
+        For the ranks of a distributed dump other than rank 0: they commit the chunks given
+        to them (each chunk has its own manifest record, so ranks never write the same file)
+        and take no lock. The cache must exist with the ``config_key`` of ``meta`` and with
+        every array of ``specs``.
+        """
+        record = _as_meta(meta)
+        loc = resolve(url)
+        existing = read_root_attrs(loc)
+        if existing is None:
+            raise CacheNotFoundError(
+                f"{loc.url} is not a softlabels cache (yet); attach after the writer that "
+                "holds the lock created it"
+            )
+        if config_of(existing)[0] != record.config_key:
+            raise CacheExistsError(
+                f"{loc.url} was created with settings other than this process's "
+                f"({_diff(config_of(existing)[1], record.config)}); every process "
+                "must see the same dataset, teacher files and options"
+            )
+        missing = [s.path for s in specs if not loc.exists(array_meta_key(s.path))]
+        if missing:
+            raise CacheError(f"{loc.url} has no array {missing[0]}; the cache was not created")
+        return cls(loc, None, parse_meta(loc, existing), specs)
+
+    # -- state
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.num_rows // self.chunk_size)
+
+    def rows(self, chunk: int) -> tuple[int, int]:
+        start = chunk * self.chunk_size
+        return start, min(self.num_rows, start + self.chunk_size)
+
+    def pending_chunks(self, part: str | None = None) -> list[int]:
+        """Chunks without a committed record (for the base arrays, or for ``part``)."""
+        done = {
+            r.chunk
+            for r in self.manifest.records.values()
+            if r.chunk is not None and r.part == part
+        }
+        return [c for c in range(self.num_chunks) if c not in done]
+
+    def static_done(self, part: str | None = None) -> bool:
+        return record_name(STATIC, part=part) in self.manifest.records
+
+    # -- commits
+    def write_static(self, arrays: dict[str, np.ndarray], part: str | None = None) -> None:
+        """Write the arrays stored whole and commit them, with the metadata documents of
+        every array (of teacher ``part`` only, when given), in one static record."""
+        rec = Record(name=record_name(STATIC, part=part), chunk=None, rows=None)
+        for path, value in arrays.items():
+            self._arrays[path][...] = value
+            spec = self.specs[path]
+            key = chunk_key(path, 0, len(spec.shape))
+            rec.entries[path] = entry_for(self.loc, key)
+            meta_key = array_meta_key(path)
+            rec.entries[meta_key] = entry_for(self.loc, meta_key)
+        prefix = None if part is None else f"{teacher_root(part)}/"
+        for path, spec in self.specs.items():
+            if spec.by_row and (prefix is None or path.startswith(prefix)):
+                meta_key = array_meta_key(path)
+                rec.entries[meta_key] = entry_for(self.loc, meta_key)
+        self.manifest.write(rec)
+
+    def write_chunk(self, chunk: int, data: dict[str, np.ndarray], part: str | None = None) -> None:
+        """Write every array of one row chunk, then commit it with its manifest record.
+
+        Chunks are encoded here with the array's own codec chain (numcodecs) and written as
+        whole files; the checksum is taken from the bytes in memory. This skips zarr's
+        per-call machinery and a read-back, which dominated the cost of small chunks.
+        """
+        start, stop = self.rows(chunk)
+        rec = Record(name=record_name(CHUNK, chunk, part), chunk=chunk, rows=(start, stop))
+        for path, value in data.items():
+            spec = self.specs[path]
+            if value.shape[0] != stop - start:
+                raise ValueError(
+                    f"Expected {stop - start} rows for {path} chunk {chunk}, got {value.shape[0]}"
+                )
+            meta = self._array_meta(path)
+            full = np.zeros((self.chunk_size, *spec.shape[1:]), dtype=np.dtype(spec.dtype))
+            full[: stop - start] = value  # the last chunk is padded with the fill value (0)
+            raw = encode_chunk(full, meta)
+            key = chunk_key(path, chunk, len(spec.shape))
+            if raw is None:  # a codec chain not encoded by hand: let zarr write it
+                self._arrays[path][start:stop] = value
+                rec.entries[path] = entry_for(self.loc, key)
+                continue
+            self.loc.write(key, raw)
+            rec.entries[path] = Entry(key=key, nbytes=len(raw), sha256=sha256(raw))
+        self.manifest.write(rec)
+
+    def _array_meta(self, path: str) -> dict[str, Any]:
+        if path not in self._metas:
+            self._metas[path] = json.loads(self.loc.read(array_meta_key(path)))
+        return self._metas[path]
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _only_lock(loc: Location) -> bool:
+    """Whether the folder holds nothing but our lock and temp files of an interrupted
+    creation (anything else makes it foreign, and it is never touched)."""
+    return all(name == LOCK_KEY or is_temp_name(name) for name in loc.list(""))
+
+
+def _clear(loc: Location) -> None:
+    for name in loc.list(""):
+        if name != LOCK_KEY:
+            loc.remove(name)
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not keys:
+        return "different code version"
+    return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
+
+
+def _remove_partials(loc: Location) -> None:
+    """Delete temp files a killed writer left (zarr's ``*.partial``, our ``.*.tmp``)."""
+    for path in loc.fs.find(loc.root):
+        if is_temp_name(posixpath.basename(path)):
+            loc.fs.rm(path)
+
+
+def _ensure_arrays(
+    loc: Location, chunk_size: int, specs: Sequence[ArraySpec], compressor: str
+) -> None:
+    import zarr
+
+    group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="r+")
+    codec = make_compressor(compressor)
+    for spec in specs:
+        # Parent groups first, each idempotently: a crash between writes leaves none missing.
+        parts = spec.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if not loc.exists(array_meta_key(sub)):
+                group.require_group(sub)
+        if loc.exists(array_meta_key(spec.path)):
+            continue
+        group.create_array(
+            spec.path,
+            shape=spec.shape,
+            chunks=spec.chunks(chunk_size),
+            dtype=spec.dtype,
+            compressors=codec,
+            fill_value=0,
+            overwrite=True,
+        )
+
+
+# --------------------------------------------------------------------------- metadata updates
+
+
+def _update(url: str, change: Callable[[CacheMeta], CacheMeta], owner: str) -> CacheMeta:
+    """Apply ``change`` to the root metadata under the write lock; only the root
+    ``zarr.json`` changes, rewritten atomically (temp file + rename where the backend
+    allows)."""
+    loc = resolve(url)
+    missing = f"{loc.url} is not a softlabels cache; nothing was written"
+    if read_root_attrs(loc) is None:  # before locking: taking the lock would create the folder
+        raise CacheNotFoundError(missing)
+    with CacheLock(loc, owner=owner):
+        attrs = read_root_attrs(loc)
+        if attrs is None:
+            raise CacheNotFoundError(missing)
+        meta = change(parse_meta(loc, attrs))
+        rewrite_root_attrs(loc, meta.to_dict())
+    return meta
+
+
+def update_meta(url: str, key: str, value: Any, *, owner: str = "update") -> dict[str, Any]:
+    """Set ``key`` of the ``softlabels`` root attribute to ``value`` under the write lock.
+
+    ``value`` must be JSON-serialisable and valid for ``key`` (a malformed value raises a
+    CacheError naming the key, and nothing is written). Returns the updated attribute.
+    """
+
+    def change(meta: CacheMeta) -> CacheMeta:
+        return CacheMeta.from_dict(meta.to_dict() | {key: value})
+
+    return _update(url, change, owner).to_dict()
+
+
+def set_tune_tau(url: str, tune_tau: TuneTau | None, *, owner: str = "tune-tau") -> CacheMeta:
+    """Store (or, with None, clear) the tune-tau result of a cache; returns the metadata."""
+    return _update(url, lambda meta: meta.updated(tune_tau=tune_tau), owner)
+
+
+def add_teacher(
+    url: str,
+    name: str,
+    info: TeacherInfo | Mapping[str, Any],
+    rows: dict[str, np.ndarray],
+    static: dict[str, np.ndarray] | None = None,
+    *,
+    replace: bool = False,
+    break_lock: bool = False,
+    compressor: str = "zstd",
+) -> None:
+    """Add a teacher to a complete cache: row arrays ``teachers/<name>/<key>`` ([N, ...]),
+    optional static arrays, with their own manifest records (``*+<name>.json``).
+
+    ``rows`` and ``static`` are keyed by teacher array (``logits``, ``features``;
+    ``classifier/weight``, ``classifier/bias``, ``lws_scale``). The teacher appears in the
+    root attributes only after all its chunks are committed, so a reader never sees half
+    of it. ``replace`` first removes a teacher of that name.
+    """
+    loc = resolve(url)
+    if read_root_attrs(loc) is None:
+        raise CacheNotFoundError(f"{loc.url} is not a softlabels cache; nothing was written")
+    record = (
+        info
+        if isinstance(info, TeacherInfo)
+        else TeacherInfo.from_dict(info, f"{ROOT_ATTR}.teachers.{name}")
+    )
+    static = static or {}
+    lock = CacheLock(loc, break_stale=break_lock, owner="add-teacher")
+    lock.acquire()
+    try:
+        attrs = read_root_attrs(loc)
+        assert attrs is not None
+        meta = parse_meta(loc, attrs)
+        if name in meta.teachers:
+            if not replace:
+                raise CacheExistsError(
+                    f"{loc.url} already has a teacher {name!r}; use --overwrite to replace it"
+                )
+            kept = {k: v for k, v in meta.teachers.items() if k != name}
+            meta = meta.updated(teachers=kept)
+            rewrite_root_attrs(loc, meta.to_dict())
+        # Leftovers of an earlier (maybe interrupted) add of this name.
+        loc.remove(teacher_root(name))
+        for rec in loc.list(MANIFEST):
+            parsed = parse_record_name(rec)
+            if parsed is not None and parsed.part == name:
+                loc.remove(f"{MANIFEST}/{rec}")
+        n = meta.N
+        specs = []
+        for key, arr in rows.items():
+            if arr.shape[0] != n:
+                raise ValueError(f"Expected {n} rows for {key}, got {arr.shape[0]}")
+            specs.append(ArraySpec(teacher_array(name, key), tuple(arr.shape), str(arr.dtype)))
+        for key, arr in static.items():
+            specs.append(
+                ArraySpec(teacher_array(name, key), tuple(arr.shape), str(arr.dtype), by_row=False)
+            )
+        _ensure_arrays(loc, meta.chunk_size, specs, compressor)
+        writer = CacheWriter(loc, lock, meta, specs)
+        # The static record also covers the metadata documents of the new row arrays.
+        writer.write_static({teacher_array(name, k): v for k, v in static.items()}, part=name)
+        for chunk in range(writer.num_chunks):
+            start, stop = writer.rows(chunk)
+            writer.write_chunk(
+                chunk, {teacher_array(name, k): v[start:stop] for k, v in rows.items()}, part=name
+            )
+        # What the teacher has is what was written, whatever ``info`` said.
+        record = record.updated(features=FEATURES in rows, classifier=CLASSIFIER_WEIGHT in static)
+        meta = meta.updated(teachers={**meta.teachers, name: record})
+        rewrite_root_attrs(loc, meta.to_dict())
+    finally:
+        lock.release()
