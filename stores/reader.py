@@ -335,8 +335,25 @@ class Cache:
 
     @property
     def tune_tau(self) -> TuneTau | None:
-        """What ``tune-tau`` stored (for ``distill --tau auto``), if it ran."""
+        """The latest result ``tune-tau`` stored, if it ran."""
         return self.metadata.tune_tau
+
+    def tune_tau_for(self, teacher: str) -> TuneTau | None:
+        """The tune-tau result of ``teacher`` (or an ensemble ``"a+b"``), if any. A cache
+        from before per-teacher results holds one, which counts for its own teacher only."""
+        by_teacher = self.metadata.tune_tau_by_teacher or {}
+        if teacher in by_teacher:
+            return by_teacher[teacher]
+        latest = self.metadata.tune_tau
+        return latest if latest is not None and latest.teacher == teacher else None
+
+    @property
+    def tune_tau_teachers(self) -> list[str]:
+        """The teachers (and ensembles) with a stored tune-tau result."""
+        found = set((self.metadata.tune_tau_by_teacher or {}).keys())
+        if self.metadata.tune_tau is not None and self.metadata.tune_tau.teacher:
+            found.add(self.metadata.tune_tau.teacher)
+        return sorted(found)
 
     @property
     def labels(self) -> np.ndarray:

@@ -639,6 +639,11 @@ class CacheMeta(Record):
     views: ViewsInfo | None = field(default=None, metadata=_spec(record=ViewsInfo, optional=True))
     created: Mapping[str, Any] | None = field(default=None, metadata=_spec(_optional(_object)))
     tune_tau: TuneTau | None = field(default=None, metadata=_spec(record=TuneTau, optional=True))
+    # One tune-tau result per teacher (or ensemble "a+b"): `distill --tau auto` uses its own
+    # teacher's. ``tune_tau`` above holds the latest one, as caches before this key did.
+    tune_tau_by_teacher: Mapping[str, TuneTau] | None = field(
+        default=None, metadata=_spec(record=TuneTau, each=True, optional=True)
+    )
 
     @classmethod
     def _check_together(cls, values: Mapping[str, Any], at: str) -> None:

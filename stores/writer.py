@@ -373,8 +373,17 @@ def update_meta(url: str, key: str, value: Any, *, owner: str = "update") -> dic
 
 
 def set_tune_tau(url: str, tune_tau: TuneTau | None, *, owner: str = "tune-tau") -> CacheMeta:
-    """Store (or, with None, clear) the tune-tau result of a cache; returns the metadata."""
-    return _update(url, lambda meta: meta.updated(tune_tau=tune_tau), owner)
+    """Store a tune-tau result as the latest and as its teacher's (``tune_tau_by_teacher``);
+    with None, clear the latest. Returns the metadata."""
+
+    def change(meta: CacheMeta) -> CacheMeta:
+        if tune_tau is None:
+            return meta.updated(tune_tau=None)
+        by_teacher = dict(meta.tune_tau_by_teacher or {})
+        by_teacher[tune_tau.teacher or ""] = tune_tau
+        return meta.updated(tune_tau=tune_tau, tune_tau_by_teacher=by_teacher)
+
+    return _update(url, change, owner)
 
 
 def add_teacher(

@@ -647,11 +647,9 @@ def check_writable(cache: Cache) -> None:
 
 
 def store_choice(cache: Cache | str, result: VirtualExamples) -> dict[str, Any]:
-    """Write the choice into the cache's root metadata (``tune_tau``) under the lock.
-
-    ``distill --tau auto`` reads it back as ``cache.tune_tau.choice``. Returns what was
-    stored, as its JSON object.
-    """
+    """Write the choice into the cache's root metadata under the lock: as the latest
+    (``tune_tau``) and as its teacher's (``tune_tau_by_teacher[teacher]``, the one
+    ``distill --tau auto`` uses for that teacher's students). Returns what was stored."""
     from softlabels.stores.schema import TauChoice, TuneTau
     from softlabels.stores.writer import set_tune_tau
 

@@ -49,7 +49,7 @@ def _teacher_of(spec: StudentSpec, method: Method, cache: Any) -> str | None:
         raise UsageError(
             f"student {spec.name!r} (method {spec.method}) needs teacher = one of {', '.join(names)}"
         )
-    if method.calibrated_teacher and not cache.teacher(name).info.get("calibration"):
+    if method.calibrated_teacher and not cache.teacher(name).info.calibration:
         raise UsageError(
             f"student {spec.name!r} ({spec.method}) needs a calibrated teacher; run `softlabels "
             f'calibrate CACHE --teacher {name} --method lws` and use teacher = "{name}+lws"'
@@ -69,7 +69,7 @@ def _feature_teachers(
     elif spec.teacher:
         names = [spec.teacher]
     else:
-        names = [t for t in cache.teacher_names if cache.teacher(t).info.get("features")]
+        names = [t for t in cache.teacher_names if cache.teacher(t).info.features]
     if not names:
         raise UsageError(
             f"student {spec.name!r} ({spec.method}) needs cached teacher features; dump without --no-features"
@@ -79,7 +79,7 @@ def _feature_teachers(
             raise UsageError(
                 f"student {spec.name!r} asks for teacher {name!r}; the cache has {', '.join(cache.teacher_names)}"
             )
-        if not cache.teacher(name).info.get("features"):
+        if not cache.teacher(name).info.features:
             raise UsageError(
                 f"student {spec.name!r} ({spec.method}) needs the features of teacher {name!r}, "
                 "which were not cached; dump it without --no-features"
@@ -100,20 +100,22 @@ def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
 
 
 def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
-    views = cache.meta.get("views") or {}
-    cache_mode = str(views.get("mode", "clean"))
+    cache_mode = cache.views.mode
     # Caches made before epoch-aligned views hold views indexed by nothing in particular.
-    cache_schedule = str(views.get("schedule", "random"))
+    cache_schedule = cache.views.schedule or "random"
     runs = []
     for spec in specs:
         method = get_method(spec.method)
-        hp = resolve_hparams(spec, cache.meta.get("tune_tau"))
+        teacher = _teacher_of(spec, method, cache)
+        key = teacher or "+".join(spec.options.get("teachers") or ())
+        choice = cache.tune_tau_for(key) if key else None
+        hp = resolve_hparams(spec, choice, known=cache.tune_tau_teachers)
         runs.append(
             StudentRun(
                 spec=spec,
                 method=method,
                 hparams=hp,
-                teacher=_teacher_of(spec, method, cache),
+                teacher=teacher,
                 feature_teachers=_feature_teachers(spec, method, hp, cache),
                 views=_view_mode(spec, cache_mode),
                 schedule=cache_schedule if spec.view_schedule == "auto" else spec.view_schedule,
@@ -126,7 +128,7 @@ def _check_recipe(cache: Any, ds: Any) -> None:
     """Replayed views are only the teacher's inputs under the recipe they were made with."""
     import json
 
-    cached = (cache.meta.get("views") or {}).get("recipe")
+    cached = cache.views.recipe
     here = json.loads(json.dumps(ds.recipe))
     if cached is not None and json.dumps(cached, sort_keys=True) != json.dumps(here, sort_keys=True):
         raise UsageError(
@@ -145,7 +147,7 @@ def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device)
     with_features |= {
         r.teacher
         for r in runs
-        if r.method.teacher_features and r.teacher and cache.teacher(r.teacher).info.get("features")
+        if r.method.teacher_features and r.teacher and cache.teacher(r.teacher).info.features
     }
     used = sorted({r.teacher for r in runs if r.teacher} | with_features)
     for t in used:
@@ -176,7 +178,6 @@ def distill(
     from softlabels.caches import check_dataset, open_cache
     from softlabels.data import load_dataset
     from softlabels.metrics import group_definition
-    from softlabels.stores.cache import ArrayReader
     from softlabels.students.online import load_online_teacher
 
     t0 = time.perf_counter()
@@ -190,9 +191,9 @@ def distill(
         progress = None
     cache = open_cache(cache_url)
     ds = load_dataset(dataset)
-    if cache.dataset.get("split", "train") != "train":
+    if (cache.dataset.split or "train") != "train":
         raise UsageError(
-            f"cache {cache.url} holds the {cache.dataset.get('split')} split; distill needs a train-split cache"
+            f"cache {cache.url} holds the {cache.dataset.split} split; distill needs a train-split cache"
         )
     check_dataset(cache, ds, "train")
     out = Path(out)
@@ -218,8 +219,8 @@ def distill(
         counts=ds.class_counts("train"),
         definition=group_definition(ds.class_counts("train")),
         targets=targets,
-        cached_seeds=ArrayReader(cache, "views/seed").read_all() if replay else None,
-        strength=(cache.meta.get("views") or {}).get("strength") or "standard",
+        cached_seeds=cache.read_view_seeds() if replay else None,
+        strength=cache.views.strength or "standard",
         workers=workers,
         online=online,
     )
@@ -276,7 +277,7 @@ def _student(session: Session, run: StudentRun) -> Any:
         seed=spec.seed,
         options=run.hparams,
         feature_dim=sum(
-            int(session.cache.teacher(t).info["feature_dim"]) for t in run.feature_teachers
+            int(session.cache.teacher(t).info.feature_dim or 0) for t in run.feature_teachers
         ),
     )
     model = run.method.model(request).to(session.device)
@@ -313,7 +314,7 @@ def _student(session: Session, run: StudentRun) -> Any:
             "views": run.views,
             "view_schedule": run.schedule if run.views == "replay" else None,
             **run.record,
-            "cache": {"url": session.cache.url, "config_key": session.cache.meta.get("config_key")},
+            "cache": {"url": session.cache.url, "config_key": session.cache.config_key},
             "dataset": ds.spec,
             "fingerprint": ds.train.fingerprint(),
         },

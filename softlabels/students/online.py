@@ -59,12 +59,12 @@ def load_online_teacher(
     from softlabels.models import load_model
 
     info = cache.teacher(name).info
-    spec = model or info.get("model")
+    spec = model or info.model
     if not spec:
         raise UsageError(
             f"teacher {name!r} of {cache.url} records no model; give --teacher-model {name}=MODEL"
         )
-    calibrated = bool(info.get("calibration"))
+    calibrated = bool(info.calibration)
     loaded = load_model(
         str(spec),
         num_classes=ds.num_classes,

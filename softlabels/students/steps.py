@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from softlabels.errors import UsageError
@@ -12,16 +12,22 @@ from softlabels.students.plan import StudentSpec
 __all__ = ["make_step", "resolve_hparams"]
 
 
-def resolve_hparams(spec: StudentSpec, tune_tau: Mapping[str, Any] | None) -> dict[str, Any]:
+def resolve_hparams(
+    spec: StudentSpec, tune_tau: Mapping[str, Any] | None, *, known: Sequence[str] = ()
+) -> dict[str, Any]:
     """A student's options: the method's defaults, then its spec, then ``tau = "auto"``
-    replaced by the teacher's tune-tau choice (and ``power`` too, unless the spec sets it)."""
+    replaced by its teacher's tune-tau choice ``tune_tau`` (and ``power`` too, unless the
+    spec sets it). ``known``: the teachers that have a choice, for the refusal."""
     method = get_method(spec.method)
     hp = method.resolve(spec.options, f"(student {spec.name!r})")
     if hp.get("tau") == "auto":
         if not tune_tau or "choice" not in tune_tau:
+            which = f"teacher {spec.teacher!r}" if spec.teacher else "its teacher"
+            others = f" (the cache has one for {', '.join(known)})" if known else ""
             raise UsageError(
-                f"student {spec.name!r} asks for tau = auto, but the cache has no tune-tau choice; "
-                "run `softlabels tune-tau CACHE` first"
+                f"student {spec.name!r} asks for tau = auto, but the cache has no tune-tau choice "
+                f"for {which}{others}; run `softlabels tune-tau CACHE --teacher "
+                f"{spec.teacher or 'NAME'}` first"
             )
         choice = tune_tau["choice"]
         hp["tau"] = float(choice["tau"])

@@ -169,8 +169,8 @@ def _evaluate_teachers(session: Session, names: list[str]) -> list[dict[str, Any
     out = []
     for name in names:
         info = cache.teacher(name).info
-        spec = info.get("model")
-        calibrated = bool(info.get("calibration"))
+        spec = info.model
+        calibrated = bool(info.calibration)
         entry: dict[str, Any] = {"name": name, "model": spec}
         try:
             lm = load_model(

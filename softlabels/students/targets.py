@@ -96,7 +96,7 @@ def load_targets(
                 f"teacher {name!r} has NaN/Inf cached {key}",
                 rows,
                 "redo the dump of that teacher",
-                names=lambda r: cache.samples().column("sample_id").take(r).to_pylist(),
+                names=cache.sample_ids,
             )
     nbytes = sum(a.nbytes for a in arrays.values())
     limit = _budget(device) if budget is None else budget

@@ -56,17 +56,17 @@ def recheck_teacher(
             f"Expected --teacher NAME among {', '.join(cache.teacher_names)}, got {name!r}"
         )
     ds = load_dataset(dataset)
-    split_name = str(cache.dataset.get("split", "train"))
+    split_name = cache.dataset.split or "train"
     check_dataset(cache, ds, split_name)
     split = ds.split(split_name)
     dev = resolve_device(device)
     teacher = load_online_teacher(cache, name, ds, dev, model)
-    views = cache.meta.get("views") or {}
-    augmented = views.get("mode") == "augmented"
+    views = cache.views
+    augmented = views.mode == "augmented"
     logits = cache.teacher(name).logits
     n, v = int(logits.shape[0]), int(logits.shape[1])
     rows, cols = _sample(n, v, sample, seed)
-    seeds = cache.view_seeds[:]
+    seeds = cache.read_view_seeds()
     uniq, where = np.unique(rows, return_inverse=True)
     block = np.asarray(logits.get_orthogonal_selection((uniq, slice(None), slice(None))))
     stored = block[where, cols].astype(np.float32)
@@ -76,7 +76,7 @@ def recheck_teacher(
             r, c = rows[lo : lo + batch_size], cols[lo : lo + batch_size]
             raw = split.load(r).to(dev)
             x = (
-                ds.augment(raw, seeds[r, c], strength=views.get("strength") or "standard")
+                ds.augment(raw, seeds[r, c], strength=views.strength or "standard")
                 if augmented
                 else ds.clean(raw)
             )
@@ -85,7 +85,7 @@ def recheck_teacher(
                 z = teacher.head(feats.float())
             rerun.append(z.float().cpu())  # sync: one per batch
     fresh = torch.cat(rerun).numpy()
-    dtype = str(cache.teacher(name).info.get("dtype", "float16"))
+    dtype = str(cache.teacher(name).info.dtype or "float16")
     rtol, atol = TOLERANCES.get(dtype, TOLERANCES["float16"])
     delta = np.abs(fresh - stored)
     bad = np.flatnonzero((delta > rtol * np.maximum(1.0, np.abs(stored)) + atol).any(axis=1))
@@ -95,7 +95,7 @@ def recheck_teacher(
         reduction="none",
         log_target=True,
     ).sum(-1)
-    ids = cache.samples().column("sample_id").to_pylist()
+    ids = cache.sample_ids()
     return {
         "url": cache.url,
         "teacher": name,

@@ -75,7 +75,7 @@ META = {
         "seed": 0,
         "strength": "standard",
         "recipe": {"kind": "signal1d"},
-        "mixup": None,
+        "schedule": "epoch",
     },
     "created": {"softlabels": "0.1.0", "torch": "2.5.1"},
     "tune_tau": {
@@ -84,6 +84,15 @@ META = {
         "groups": "thirds",
         "taus": [1.0, 2.0],
         "powers": [1.0, 0.5],
+    },
+    "tune_tau_by_teacher": {
+        "a": {
+            "teacher": "a",
+            "choice": {"tau": 2.0, "power": 0.5, "tau_eff": 4.0, "reason": "smallest T/p"},
+            "groups": "thirds",
+            "taus": [1.0, 2.0],
+            "powers": [1.0, 0.5],
+        }
     },
 }
 
@@ -121,7 +130,7 @@ def test_records_built_in_code_write_every_key_in_field_order() -> None:
         "seed": None,
         "strength": None,
         "recipe": None,
-        "mixup": None,
+        "schedule": None,
     }
     full = schema.CacheMeta.from_dict(META)
     rebuilt = schema.CacheMeta(

@@ -59,7 +59,8 @@ def test_readme_method_table_is_made_from_the_records() -> None:
 
 
 def test_no_code_outside_the_registry_asks_which_method_it_is() -> None:
-    pattern = re.compile(r"\.method\s*(==|!=|in\s*\()|hasattr\([^)]*hard_head")
+    # (a calibration's method, lws/crt/tau-norm, is another kind of thing)
+    pattern = re.compile(r"(?<!calibration)\.method\s*(==|!=|in\s*\()|hasattr\([^)]*hard_head")
     offenders = [
         f"{p.relative_to(ROOT)}:{i}"
         for folder in ("softlabels", "cli", "stores")
