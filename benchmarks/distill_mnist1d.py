@@ -15,10 +15,11 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
-from _table import mean_sd_cells
+from _table import markdown_table, seed_run
 
 from softlabels.analysis import store_choice, virtual_examples
 from softlabels.engine.optim import OptimConfig
+from softlabels.reports import RunSummary, aggregate
 from softlabels.students import distill, parse_plan
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
 from softlabels.teachers.train import TrainConfig, train
@@ -36,11 +37,15 @@ TEACHERS = {  # name: (loss, ssl, classifier, augment, seed offset) as in script
 }
 
 
-def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views: int) -> list[dict]:
+def run_seed(
+    seed: int, out: Path, dataset: str, epochs: int, plan: Path, views: int
+) -> tuple[list[dict], RunSummary]:
+    """One seed: its rows (for the JSON line) and its run for the mean ± sd table."""
     from softlabels.calibration import calibrate
 
     rows = []
     teachers = {}
+    tested: dict[str, dict] = {}  # teacher name -> test metrics
     for name, (loss, ssl, classifier, augment, offset) in TEACHERS.items():
         cfg = TrainConfig(
             dataset=dataset,
@@ -56,7 +61,8 @@ def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views:
         )
         res = train(cfg, out / f"teacher-{name}", device="cpu")
         teachers[name] = res.model_path
-        rows.append({"seed": seed, "run": f"teacher {name}", **{k: res.metrics[k] for k in KEYS}})
+        tested[name] = {k: res.metrics[k] for k in KEYS}
+        rows.append({"seed": seed, "run": f"teacher {name}", **tested[name]})
     cache = out / "cache.slc"
     dump(
         DumpConfig(
@@ -75,15 +81,12 @@ def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views:
     after = cal.to_dict().get("after") or {}
     if after:
         groups = after.get("groups", {})
-        rows.append(
-            {
-                "seed": seed,
-                "run": "teacher ssd+lws",
-                "top1": after.get("top1"),
-                "ece": after.get("ece"),
-                **{g: groups.get(g) for g in ("many", "medium", "few")},
-            }
-        )
+        tested["ssd+lws"] = {
+            "top1": after.get("top1"),
+            "ece": after.get("ece"),
+            **{g: groups.get(g) for g in ("many", "medium", "few")},
+        }
+        rows.append({"seed": seed, "run": "teacher ssd+lws", **tested["ssd+lws"]})
     specs = [
         replace(s, seed=seed, data_seed=seed, epochs=epochs)
         for s in parse_plan(tomllib.loads(plan.read_text()))
@@ -106,7 +109,12 @@ def run_seed(seed: int, out: Path, dataset: str, epochs: int, plan: Path, views:
                 **{k: s[k] for k in KEYS},
             }
         )
-    return rows
+    return rows, seed_run(seed, res.groups_definition, res.students, tested)
+
+
+def table(runs: list[RunSummary]) -> list[str]:
+    """Markdown: one line per teacher and student, mean ± sd over the seeds' runs."""
+    return markdown_table([((), aggregate(runs))], lead=("run",))
 
 
 def main() -> None:
@@ -118,18 +126,14 @@ def main() -> None:
     ap.add_argument("--plan", type=Path, default=ROOT / "scripts" / "demo_plan.toml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-distill-seeds"))
     args = ap.parse_args()
-    rows = []
+    rows, runs = [], []
     for seed in args.seeds:
-        rows += run_seed(
+        seed_rows, run = run_seed(
             seed, args.out / f"seed{seed}", args.dataset, args.epochs, args.plan, args.views
         )
-    runs = list(dict.fromkeys(r["run"] for r in rows))
-    print("| run | " + " | ".join(KEYS) + " |")
-    print("|---" * (len(KEYS) + 1) + "|")
-    for run in runs:
-        rs = [r for r in rows if r["run"] == run]
-        cells = mean_sd_cells(rs, KEYS)
-        print(f"| {run} | " + " | ".join(cells) + " |")
+        rows += seed_rows
+        runs.append(run)
+    print("\n".join(table(runs)))
     print(json.dumps(rows))
 
 

@@ -15,8 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from _table import mean_sd_cells
+from _table import markdown_table
 
+from softlabels.reports import report
 from softlabels.students import StudentSpec, distill
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
 
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     args = ap.parse_args()
     rows = []
+    run_dirs: dict[str, list[str]] = {}  # cache label -> the seeds' run folders
     for seed in args.seeds:
         d = args.root / f"seed{seed}"
         clean = d / "cache-clean.slc"
@@ -87,6 +89,7 @@ def main() -> None:
                 plots=False,
                 evaluate_teachers=False,
             )
+            run_dirs.setdefault(label, []).append(res.out)
             for s in res.students:
                 rows.append(
                     {
@@ -98,14 +101,14 @@ def main() -> None:
                         **{k: s[k] for k in KEYS},
                     }
                 )
-    print("| cache | student | " + " | ".join(KEYS) + " |")
-    print("|---" * (len(KEYS) + 2) + "|")
-    for label in dict.fromkeys(r["cache"] for r in rows):
-        for run in dict.fromkeys(r["run"] for r in rows):
-            rs = [r for r in rows if r["cache"] == label and r["run"] == run]
-            cells = mean_sd_cells(rs, KEYS)
-            print(f"| {label} | {run} | " + " | ".join(cells) + " |")
+    print("\n".join(table(run_dirs)))
     print(json.dumps(rows))
+
+
+def table(run_dirs: dict[str, list[str]]) -> list[str]:
+    """Markdown: one line per cache and student, mean ± sd over the seeds' run folders."""
+    reports = [((label,), report(dirs)) for label, dirs in run_dirs.items()]
+    return markdown_table(reports, lead=("cache", "student"))
 
 
 if __name__ == "__main__":

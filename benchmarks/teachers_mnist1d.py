@@ -12,9 +12,10 @@ import json
 import statistics
 import tempfile
 
-from _table import mean_sd_cells
+from _table import cells, seed_run
 
 from softlabels.engine.optim import OptimConfig
+from softlabels.reports import aggregate
 from softlabels.teachers.train import TrainConfig, train
 
 KEYS = ("top1", "many", "medium", "few", "ece")
@@ -52,14 +53,27 @@ def main() -> None:
                     **{k: res.metrics[k] for k in KEYS},
                 }
             )
-    print("| loss | " + " | ".join(KEYS) + " | s/run |")
-    print("|---" * (len(KEYS) + 2) + "|")
-    for loss in args.losses:
-        rs = [r for r in runs if r["loss"] == loss]
-        cells = mean_sd_cells(rs, KEYS)
-        secs = statistics.mean(r["seconds"] for r in rs)
-        print(f"| {loss} | " + " | ".join(cells) + f" | {secs:.1f} |")
+    print("\n".join(table(runs)))
     print(json.dumps(runs))
+
+
+def table(runs: list[dict]) -> list[str]:
+    """Markdown: one line per loss, mean ± sd over seeds (each seed a run of the report)."""
+    seeds = dict.fromkeys(r["seed"] for r in runs)
+    rep = aggregate(
+        [
+            seed_run(s, "absolute", teachers={r["loss"]: r for r in runs if r["seed"] == s})
+            for s in seeds
+        ]
+    )
+    lines = ["| loss | " + " | ".join(rep.metric_keys) + " | s/run |"]
+    lines.append("|---" * (len(rep.metric_keys) + 2) + "|")
+    for row in rep.rows:
+        secs = statistics.mean(r["seconds"] for r in runs if r["loss"] == row.name)
+        lines.append(
+            f"| {row.name} | " + " | ".join(cells(row, rep.metric_keys)) + f" | {secs:.1f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

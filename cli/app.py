@@ -56,13 +56,21 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from softlabels.cli import analysis_cmds, cache_cmds, calibrate_cmds, distill_cmds, train_cmds
+    from softlabels.cli import (
+        analysis_cmds,
+        cache_cmds,
+        calibrate_cmds,
+        distill_cmds,
+        report_cmds,
+        train_cmds,
+    )
 
     train_cmds.register(app)
     cache_cmds.register(app)
     analysis_cmds.register(app)
     calibrate_cmds.register(app)
     distill_cmds.register(app)
+    report_cmds.register(app)
 
 
 _register()

@@ -10,12 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Cache", "__version__", "check_dataset", "open_cache", "virtual_examples"]
+__all__ = [
+    "Cache",
+    "Report",
+    "__version__",
+    "check_dataset",
+    "open_cache",
+    "report",
+    "virtual_examples",
+]
 
 from softlabels.caches import check_dataset, open_cache
 
 if TYPE_CHECKING:
     from softlabels.analysis import virtual_examples
+    from softlabels.reports import Report, report
     from softlabels.stores.cache import Cache
 
 
@@ -28,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from softlabels.analysis import virtual_examples
 
         return virtual_examples
+    if name in ("Report", "report"):
+        from softlabels import reports
+
+        return getattr(reports, name)
     raise AttributeError(f"module 'softlabels' has no attribute {name!r}")
