@@ -119,9 +119,11 @@ def _figure() -> Any:
 
 
 def _save(fig: Any, path: str) -> None:
-    from softlabels.analysis.plots import _save as save_png  # temp name, then os.replace
+    """Temp file then rename: a crash never leaves half a PNG under the final name."""
+    from softlabels.stores.atomic import atomic_file
 
-    save_png(fig, path)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
 
 
 def _pct(stats: list[Stat]) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ COMMANDS = {
     "calibrate": "--tau-norm-power",
     "distill": "--final-lws",
     "methods": "--json",
+    "report": "--by",
 }
 
 
