@@ -22,6 +22,7 @@ from softlabels_teachers_helpers import (
 
 import softlabels
 from softlabels.data import view_seeds
+from softlabels.engine.inputs import epoch_aligned_seeds
 from softlabels.errors import UsageError
 from softlabels.metrics import shot_groups
 from softlabels.models import create_model, load_model, save_checkpoint
@@ -126,6 +127,14 @@ def test_two_teachers_one_a_checkpoint(tmp_path: Path, dataset) -> None:
     assert not np.array_equal(g["teachers/a/logits"][...], g["teachers/b/logits"][...])
 
 
+def test_random_schedule_hashes_seed_row_and_view(tmp_path: Path, dataset) -> None:
+    out = tmp_path / "random.slc"
+    dump_to(out, "a=cnn1d", views=3, seed=5, schedule="random")
+    seeds = np.asarray(zarr.open_group(str(out), mode="r")["views/seed"][...])
+    np.testing.assert_array_equal(seeds, view_seeds(5, np.arange(len(dataset.train)), 3))
+    assert _attrs(out)["views"]["schedule"] == "random"
+
+
 def test_replayed_views_reproduce_the_teacher_exactly_in_float32(tmp_path: Path, dataset) -> None:
     out = tmp_path / "views.slc"
     dump_to(out, "a=cnn1d", views=3, dtype="float32", seed=5)
@@ -134,7 +143,8 @@ def test_replayed_views_reproduce_the_teacher_exactly_in_float32(tmp_path: Path,
     g = zarr.open_group(str(out), mode="r")
     seeds = np.asarray(g["views/seed"][...])
     assert seeds.shape == (n, 3) and seeds.dtype == np.uint64
-    np.testing.assert_array_equal(seeds, view_seeds(5, np.arange(n), 3))
+    # epoch-aligned (the default): view v is the augmentation epoch v of an online run gives
+    np.testing.assert_array_equal(seeds, epoch_aligned_seeds(5, np.arange(n), 3))
     logits = np.asarray(g["teachers/a/logits"][...])
     feats = np.asarray(g["teachers/a/features"][...])
     assert logits.dtype == np.float32 and logits.shape == (n, 3, 10)
