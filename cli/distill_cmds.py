@@ -49,6 +49,9 @@ def distill(
         str | None,
         typer.Option(help="Replayed views: epoch (view e mod V), random, or the cache's."),
     ] = None,
+    replay_views: Annotated[
+        int | None, typer.Option(help="Replay only the first N cached views of each sample.")
+    ] = None,
     teacher_model: Annotated[
         list[str] | None,
         typer.Option(help="NAME=MODEL: the model of an online teacher (default: the dump's)."),
@@ -85,6 +88,7 @@ def distill(
             "data_seed": data_seed,
             "online": online,
             "view_schedule": view_schedule,
+            "replay_views": replay_views,
         }
         flags = {k: v for k, v in flags.items() if v is not None}
         if plan is not None:

@@ -40,6 +40,7 @@ class StudentRun:
     feature_teachers: tuple[str, ...]
     views: str  # "replay", "own" or "online"
     schedule: str  # how replayed views are chosen: "epoch" or "random"
+    replay_views: int  # the first views replayed (all the cache's by default)
 
     @property
     def shown_teacher(self) -> str | None:

@@ -99,6 +99,16 @@ def _view_mode(spec: StudentSpec, cache_mode: str) -> str:
     return "replay"
 
 
+def _replay_views(spec: StudentSpec, cache: Any) -> int:
+    views = int(cache.num_views)
+    if spec.replay_views is not None and spec.replay_views > views:
+        raise UsageError(
+            f"student {spec.name!r} asks for replay_views = {spec.replay_views}, but the cache "
+            f"holds {views} view(s) per sample"
+        )
+    return spec.replay_views or views
+
+
 def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
     cache_mode = cache.views.mode
     # Caches made before epoch-aligned views hold views indexed by nothing in particular.
@@ -119,6 +129,7 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
                 feature_teachers=_feature_teachers(spec, method, hp, cache),
                 views=_view_mode(spec, cache_mode),
                 schedule=cache_schedule if spec.view_schedule == "auto" else spec.view_schedule,
+                replay_views=_replay_views(spec, cache),
             )
         )
     return runs
@@ -226,7 +237,14 @@ def distill(
     )
     groups: dict[tuple[Any, ...], list[StudentRun]] = {}
     for r in runs:
-        key = (r.spec.sampler_name, r.spec.batch_size, r.spec.stream_seed, r.views, r.schedule)
+        key = (
+            r.spec.sampler_name,
+            r.spec.batch_size,
+            r.spec.stream_seed,
+            r.views,
+            r.schedule,
+            r.replay_views,
+        )
         groups.setdefault(key, []).append(r)
     trained: list[Any] = []
     for key, members in groups.items():
@@ -313,6 +331,7 @@ def _student(session: Session, run: StudentRun) -> Any:
             "sampler": spec.sampler_name,
             "views": run.views,
             "view_schedule": run.schedule if run.views == "replay" else None,
+            "replay_views": run.replay_views if run.views == "replay" else None,
             **run.record,
             "cache": {"url": session.cache.url, "config_key": session.cache.config_key},
             "dataset": ds.spec,
@@ -343,7 +362,7 @@ def _train_group(
     from softlabels.engine.samplers import make_sampler
     from softlabels.students.summary import write_metrics
 
-    sampler_name, batch_size, seed, mode, schedule = key
+    sampler_name, batch_size, seed, mode, schedule, replay_views = key
     students = [_student(session, r) for r in members]
     stream = BatchStream(
         session.ds,
@@ -355,7 +374,11 @@ def _train_group(
         strength=session.strength if mode in ("replay", "online") else "standard",
         seed=seed,
         workers=session.workers,
-        cached_views=session.cached_seeds if mode == "replay" else None,
+        cached_views=(
+            session.cached_seeds[:, :replay_views]
+            if mode == "replay" and session.cached_seeds is not None
+            else None
+        ),
         schedule=schedule,
         rank=session.ctx.rank,
         world=session.ctx.world,

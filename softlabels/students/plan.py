@@ -68,6 +68,7 @@ class StudentSpec:
         "auto"  # replayed views: auto (the cache's) | epoch (view e mod V) | random
     )
     online: bool = False  # the teacher runs in the loop on the student's inputs (no cached targets)
+    replay_views: int | None = None  # replay only the first N cached views (None: all of them)
     options: Mapping[str, Any] = field(default_factory=dict)  # the method options given
 
     def __init__(self, name: str, **kw: Any) -> None:
@@ -137,6 +138,8 @@ class StudentSpec:
                 f"Expected views auto or own with online = true (the teacher sees the "
                 f"student's own inputs), got views = {self.views!r} {where}"
             )
+        if self.replay_views is not None and self.replay_views < 1:
+            raise UsageError(f"Expected replay_views >= 1, got {self.replay_views} {where}")
         if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
             raise UsageError(f"Expected seeds >= 0 {where}")
 
@@ -182,6 +185,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "views": (str,),
     "view_schedule": (str,),
     "online": (bool,),
+    "replay_views": (int,),
 }
 assert set(_SETTING_TYPES) == _SETTINGS
 

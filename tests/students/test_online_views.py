@@ -184,3 +184,24 @@ def test_distill_refuses_views_made_under_another_recipe(
     own = StudentSpec("s", method="kd", teacher="bsce", epochs=1, views="own")
     distill(str(copy), DATA, [own], tmp_path / "r2", device="cpu", plots=False,
             evaluate_teachers=False)  # fmt: skip
+
+
+def test_the_first_views_of_an_aligned_cache_are_a_smaller_cache(
+    aligned_cache: str, teacher_path: Path, tmp_path: Path
+) -> None:
+    small = tmp_path / "v2.slc"
+    cfg = DumpConfig(dataset=DATA, teachers=(TeacherSpec("bsce", str(teacher_path)),), views=2,
+                     dtype="float32", chunk_size=64, seed=VIEW_SEED)  # fmt: skip
+    dump(cfg, str(small), device="cpu")
+    big = open_cache(aligned_cache)
+    np.testing.assert_array_equal(big.read_view_seeds()[:, :2], open_cache(str(small)).read_view_seeds())
+    common = dict(method="kd", teacher="bsce", model="mlp", epochs=3, batch_size=16, seed=2)
+    distill(aligned_cache, DATA, [StudentSpec("first2", replay_views=2, **common)],
+            tmp_path / "a", device="cpu", plots=False, evaluate_teachers=False)  # fmt: skip
+    distill(str(small), DATA, [StudentSpec("first2", **common)], tmp_path / "b", device="cpu",
+            plots=False, evaluate_teachers=False)  # fmt: skip
+    a, b = _w(tmp_path / "a" / "first2" / "model.pt"), _w(tmp_path / "b" / "first2" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UsageError, match="holds 3 view"):
+        distill(aligned_cache, DATA, [StudentSpec("x", replay_views=4, **common)], tmp_path / "c",
+                device="cpu")  # fmt: skip
