@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with one CUDA GPU and its own torch (>= 2.4), from the repo root.
+#
+#   bash benchmarks/gpu_check.sh            # figures as JSON under $OUT (default /tmp/gpu-check)
+#
+# Wheels the image lacks (zarr, numcodecs, mnist1d, pytest, hypothesis, ...) may be carried in
+# .whl/ (see the README, "GPU check"); they are installed with --no-deps into /tmp/site and
+# the project itself with --no-deps, so the image's torch is kept. Every step is bounded in
+# time; the whole script is meant to finish within 10 minutes on one modern GPU.
+set -uo pipefail
+OUT="${OUT:-/tmp/gpu-check}"
+DEVICE="${GPU_CHECK_DEVICE:-cuda}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+"$PY" -m pip install -q --no-deps --no-build-isolation --no-index . >"$OUT/install.log" 2>&1 \
+  || { echo "install failed (see $OUT/install.log)"; exit 1; }
+"$PY" - <<'PY' >"$OUT/env.json"
+import json, torch
+print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda,
+                  "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))
+PY
+cat "$OUT/env.json"
+status=0
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0))}" | tee -a "$OUT/steps.jsonl"
+  [ $rc -eq 0 ] || status=1
+}
+step pytest_gpu 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider
+step demo 180 env DEMO_DEVICE="$DEVICE" DEMO_EPOCHS=10 DEMO_RUNS=/tmp/gpu-demo \
+  PATH="$(dirname "$(command -v "$PY")"):$PATH" bash scripts/demo.sh
+step bench_distill 150 "$PY" benchmarks/bench_distill.py --device "$DEVICE" --repeats 3 --epochs 2
+tail -n 1 "$OUT/bench_distill.log" >"$OUT/bench_distill.json" 2>/dev/null || true
+step resnet_dive 150 "$PY" benchmarks/bench_resnet_dive.py --device "$DEVICE" --epochs 4 --out "$OUT/resnet"
+cp "$OUT/resnet/resnet_dive.json" "$OUT/" 2>/dev/null || true
+echo "figures: $OUT"
+exit $status
