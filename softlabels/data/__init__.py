@@ -16,9 +16,10 @@ from softlabels.data._registry import (
     dataset_defaults,
     list_datasets,
     load_dataset,
+    parse_dataset_spec,
     register_dataset,
 )
-from softlabels.data._spec import REQUIRED, DatasetSpec, parse_dataset_spec
+from softlabels.data._spec import REQUIRED, DatasetSpec
 from softlabels.data.augment import augment, clean, view_seeds
 from softlabels.data.longtail import longtail_counts, select_longtail
 
