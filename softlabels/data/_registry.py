@@ -44,6 +44,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # Modules holding the built-in datasets; imported on first use of the registry.
 _BUILTIN_MODULES = (
     "softlabels.data.mnist1d_lt",
+    "softlabels.data.mnist1d100_lt",
     "softlabels.data.digits_lt",
     "softlabels.data.cifar",
     "softlabels.data.imagelist",
