@@ -5,7 +5,8 @@
 >>> x = ds.augment(raw, view_seeds(0, np.arange(8), 1)[:, 0])  # doctest: +SKIP
 
 Built-in datasets: ``mnist1d-lt``, ``mnist1d100-lt``, ``digits-lt``, ``cifar10-lt``, ``cifar100-lt``,
-``imagenet-lt``, ``places-lt``, ``inat``, ``imagefolder``; any ``py:MODULE:CALLABLE``.
+``fashion-mnist-lt``, ``imagenet-lt``, ``places-lt``, ``inat``, ``imagefolder``; any
+``py:MODULE:CALLABLE``.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ _BUILTIN_MODULES = (
     "softlabels.data.mnist1d100_lt",
     "softlabels.data.digits_lt",
     "softlabels.data.cifar",
+    "softlabels.data.fashion_mnist",
     "softlabels.data.imagelist",
     "softlabels.data.inat",
     "softlabels.data.imagefolder",
