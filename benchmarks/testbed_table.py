@@ -20,6 +20,13 @@ the development machine two single-threaded jobs beat one two-threaded one by fa
 small models. Prints a Markdown table (mean ± sd over seeds, in %: top-1 on the balanced
 test set, shot groups, ECE), a timing table, then one JSON line with every row; everything
 also lands in ``OUT/rows.json``.
+
+Budget (measured 2026-12-01 on the 2 shared cores, load average 4-6 from other jobs): one
+resnet1d teacher, 30 epochs, single-threaded: 241 s (67.7% top-1); dump of five teachers
+with 4 views: 45 s; tune-tau 5 s; calibrate 17 s; the two halves of the plan: 15-18 s per
+student epoch each, in parallel. One seed of the full table with ``--jobs 2``: about 12 min
+of teachers + 1 min of dump/tune-tau/calibrate + 8-9 min of students, ~22 min (~38 min
+with ``--jobs 1``). ``--quick``: about a minute.
 """
 
 from __future__ import annotations
@@ -145,9 +152,11 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], plan_path: Path, jobs: i
         )  # fmt: skip
         return name, res
 
+    # The rotation teacher (two passes per batch) first, so the others fill the other job.
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        trained = dict(pool.map(teacher, TEACHERS))
-    for name, res in trained.items():
+        trained = dict(pool.map(teacher, sorted(TEACHERS, key=lambda n: n != "ssd")))
+    for name in TEACHERS:
+        res = trained[name]
         rows.append(_metrics(seed, f"teacher {name}", res["metrics"], seconds=res.get("seconds")))
 
     cache = out / "cache.slc"
