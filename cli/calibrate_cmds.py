@@ -19,14 +19,15 @@ def calibrate(
         str,
         typer.Option(
             help="lws (per-class scale on the frozen classifier), crt (re-trained "
-            "classifier) or tau-norm (W_c / ||W_c||^p, bias kept, no training)."
+            "classifier) or tau-norm (W_c / ||W_c||^p, bias dropped, no training)."
         ),
     ],
     epochs: Annotated[int, typer.Option(help="Training epochs (lws, crt).")] = 10,
     lr: Annotated[float, typer.Option(help="SGD learning rate (momentum 0.9, cosine).")] = 0.1,
     batch_size: Annotated[int, typer.Option(help="Samples (row, view) per step.")] = 512,
     weight_decay: Annotated[
-        float, typer.Option(help="Weight decay of cRT's weight matrix (never on scales or bias).")
+        float,
+        typer.Option(help="Weight decay: on LWS's scales, on cRT's weight matrix (not its bias)."),
     ] = 5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of cRT's init.")] = 0,
     tau_norm_power: Annotated[

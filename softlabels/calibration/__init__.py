@@ -14,12 +14,14 @@ The pure functions work on tensors and know nothing of caches:
 
 from softlabels.calibration._methods import (
     KINDS,
+    LWS_REFERENCE,
     METHODS,
     Classifier,
     Fit,
     fit_crt,
     fit_lws,
     flatten_views,
+    lws_differences,
     tau_norm,
 )
 from softlabels.calibration._run import (
@@ -31,6 +33,7 @@ from softlabels.calibration._run import (
 
 __all__ = [
     "KINDS",
+    "LWS_REFERENCE",
     "METHODS",
     "CalibrationResult",
     "Classifier",
@@ -40,6 +43,7 @@ __all__ = [
     "fit_crt",
     "fit_lws",
     "flatten_views",
+    "lws_differences",
     "stored_classifier",
     "tau_norm",
 ]

@@ -6,6 +6,12 @@ feature vector ``v`` with its label: features ``[N, D]`` or ``[N, V, D]`` (then 
 sampling (the engine's ``class-balanced`` sampler, seeded), SGD with momentum 0.9 and a
 cosine learning-rate schedule per step; the same inputs and seed give the same bits on the
 same device.
+
+Defaults follow the reference code (classifier-balancing, whose LWS SSD-LT's stage II
+uses): LWS trains its scales with SGD lr 0.2, momentum 0.9 and weight decay 5e-4 *on the
+scales* (:data:`LWS_REFERENCE`); tau-normalisation drops the bias (``keep_bias=True``
+keeps it). A training fit records the settings it used and how they differ from the
+reference in :attr:`Fit.settings`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,18 +30,27 @@ from softlabels.errors import DivergedError, UsageError
 
 __all__ = [
     "KINDS",
+    "LWS_REFERENCE",
     "METHODS",
     "Classifier",
     "Fit",
     "fit_crt",
     "fit_lws",
     "flatten_views",
+    "lws_differences",
     "tau_norm",
 ]
 
 METHODS = ("lws", "crt", "tau-norm")
 KINDS = ("linear", "cosine")
 MOMENTUM = 0.9
+# classifier-balancing's cls_lws.yaml (and SSD-LT's stage II): SGD on the per-class scales.
+LWS_REFERENCE: dict[str, Any] = {
+    "lr": 0.2,
+    "momentum": MOMENTUM,
+    "weight_decay": 5e-4,
+    "decay_scale": True,
+}
 
 Progress = Callable[[int, int], None]
 
@@ -100,8 +116,14 @@ class Classifier:
         return z if self.lws_scale is None else z * self.lws_scale.float()
 
     def formula(self) -> str:
-        """How the logits follow from a feature, as text (recorded with a calibrated teacher)."""
-        head = "cosine_scale * normalize(W) normalize(v)" if self.kind == "cosine" else "W v + b"
+        """How the logits follow from a feature, as text (recorded with a calibrated teacher).
+
+        A linear layer whose bias is all zeros (none, or dropped by tau-norm) reads ``W v``.
+        """
+        if self.kind == "cosine":
+            head = "cosine_scale * normalize(W) normalize(v)"
+        else:
+            head = "W v + b" if bool(self.bias.ne(0).any()) else "W v"
         return head if self.lws_scale is None else f"lws_scale * ({head})"
 
 
@@ -112,6 +134,10 @@ class Fit:
     classifier: Classifier
     losses: list[float] = field(default_factory=list)  # mean CE of each epoch
     steps: int = 0
+    # The optimiser settings used (lr, momentum, weight_decay, decay_on, schedule, sampler,
+    # epochs, batch_size, seed) and, for LWS, ``differs_from_reference``: one line per
+    # setting that is not the reference's (empty at the defaults).
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def flatten_views(
@@ -174,13 +200,22 @@ def _train(
     seed: int,
     weight_decay: float,
     progress: Progress | None,
+    decay_all: bool = False,
 ) -> tuple[list[float], int]:
-    """CE under class-balanced sampling; returns (mean loss per epoch, steps)."""
+    """CE under class-balanced sampling; returns (mean loss per epoch, steps).
+
+    Weight decay goes to the matrices only (``build_optimizer``'s rule), or with
+    ``decay_all`` to every parameter (the reference's SGD, 1-D scales included).
+    """
     device = samples.device
     # The sampler draws on the CPU from the labels (numpy): one copy, before training.
     sampler = make_sampler("class-balanced", labels.cpu().numpy(), num_classes, seed)
     cfg = OptimConfig(lr=float(lr), momentum=MOMENTUM, weight_decay=weight_decay)
-    optimizer = build_optimizer(params, cfg)
+    optimizer = (
+        torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+        if decay_all
+        else build_optimizer(params, cfg)
+    )
     m = samples.shape[0]
     steps_per_epoch = -(-m // batch_size)
     total = epochs * steps_per_epoch
@@ -212,27 +247,61 @@ def _train(
     return losses, total
 
 
+def _settings(
+    epochs: int, lr: float, batch_size: int, seed: int, weight_decay: float, decay_on: str
+) -> dict[str, Any]:
+    return {
+        "epochs": epochs,
+        "lr": float(lr),
+        "batch_size": batch_size,
+        "seed": seed,
+        "momentum": MOMENTUM,
+        "weight_decay": float(weight_decay),
+        "decay_on": decay_on,
+        "schedule": "cosine",
+        "sampler": "class-balanced",
+    }
+
+
+def lws_differences(lr: float, weight_decay: float, decay_scale: bool) -> list[str]:
+    """One line per LWS setting that differs from :data:`LWS_REFERENCE` (empty if none)."""
+    ref = LWS_REFERENCE
+    out = []
+    if float(lr) != ref["lr"]:
+        out.append(f"lr {float(lr):g} (reference {ref['lr']:g})")
+    if float(weight_decay) != ref["weight_decay"]:
+        out.append(f"weight_decay {float(weight_decay):g} (reference {ref['weight_decay']:g})")
+    if bool(decay_scale) != ref["decay_scale"]:
+        out.append("no weight decay on the scales (reference: decayed)")
+    return out
+
+
 def fit_lws(
     features: torch.Tensor,
     labels: torch.Tensor,
     classifier: Classifier,
     *,
     epochs: int = 10,
-    lr: float = 0.1,
+    lr: float = LWS_REFERENCE["lr"],
     batch_size: int = 512,
     seed: int = 0,
-    weight_decay: float = 5e-4,
+    weight_decay: float = LWS_REFERENCE["weight_decay"],
+    decay_scale: bool = LWS_REFERENCE["decay_scale"],
     progress: Progress | None = None,
 ) -> Fit:
     """Learnable weight scaling: a per-class scale ``s`` (init 1) on the frozen classifier.
 
     ``z = s * head(v)`` with ``head`` the given (frozen) classifier: ``W v + b`` for a linear
-    one, ``scale * normalize(W) normalize(v)`` for a cosine one. ``s`` is 1-D, so it gets no
-    weight decay (``build_optimizer`` decays matrices only). Features stay in their dtype on
-    their device; each batch is computed in float32. Returns the classifier with
+    one, ``scale * normalize(W) normalize(v)`` for a cosine one. As in the reference code,
+    SGD (lr 0.2, momentum 0.9) decays ``s`` with ``weight_decay`` (5e-4), pulling the scales
+    towards 0; ``decay_scale=False`` leaves them undecayed. ``Fit.settings`` records the
+    settings and how they differ from :data:`LWS_REFERENCE`. Features stay in their dtype
+    on their device; each batch is computed in float32. Returns the classifier with
     ``lws_scale = s`` (W and b unchanged).
     """
     _check_training(epochs, lr, batch_size, seed)
+    if not math.isfinite(weight_decay) or weight_decay < 0:
+        raise UsageError(f"Expected a finite --weight-decay >= 0, got {weight_decay!r}")
     samples, flat = flatten_views(features, labels)
     _check_samples(samples, flat, classifier.num_classes, classifier.feature_dim)
     frozen = replace(classifier, lws_scale=None).to(samples.device)
@@ -256,9 +325,14 @@ def fit_lws(
         seed=seed,
         weight_decay=weight_decay,
         progress=progress,
+        decay_all=bool(decay_scale),
     )
     out = replace(classifier, lws_scale=scale.detach().to(classifier.weight.device))
-    return Fit(classifier=out, losses=losses, steps=steps)
+    settings = _settings(
+        epochs, lr, batch_size, seed, weight_decay, "scale" if decay_scale else "none"
+    )
+    settings["differs_from_reference"] = lws_differences(lr, weight_decay, decay_scale)
+    return Fit(classifier=out, losses=losses, steps=steps, settings=settings)
 
 
 def fit_crt(
@@ -320,17 +394,19 @@ def fit_crt(
     out = Classifier(
         weight.detach().clone(), bias.detach().clone(), kind=kind, cosine_scale=cosine_scale
     )
-    return Fit(classifier=out, losses=losses, steps=steps)
+    settings = _settings(epochs, lr, batch_size, seed, weight_decay, "weight")
+    return Fit(classifier=out, losses=losses, steps=steps, settings=settings)
 
 
-def tau_norm(classifier: Classifier, power: float = 1.0) -> Classifier:
-    """Tau-normalisation: ``W_c <- W_c / ||W_c||^power``; the bias is kept unchanged.
+def tau_norm(classifier: Classifier, power: float = 1.0, *, keep_bias: bool = False) -> Classifier:
+    """Tau-normalisation: ``W_c <- W_c / ||W_c||^power``, logits ``W' v``.
 
-    ``power = 0`` changes nothing and ``power = 1`` gives unit-norm class weights. Keeping
-    the bias (rather than dropping or rescaling it) is softlabels' choice: the paper's
-    models have none, and keeping it leaves a bias-free layer exactly tau-normalised. A
-    zero weight row stays zero. Refused for a cosine classifier, which normalises ``W``
-    itself (tau-norm would change nothing), and for an LWS-scaled one.
+    As in the reference code (classifier-balancing's ``tau_norm.py`` scores with
+    ``dotproduct_similarity(feat, weights)``), the bias is dropped: the result has a zero
+    bias. ``keep_bias=True`` keeps it unchanged (logits ``W' v + b``). ``power = 0`` leaves
+    ``W`` unchanged and ``power = 1`` gives unit-norm class weights; a zero weight row stays
+    zero. Refused for a cosine classifier, which normalises ``W`` itself (tau-norm would
+    change nothing), and for an LWS-scaled one.
     """
     if not isinstance(power, int | float) or isinstance(power, bool) or not math.isfinite(power):
         raise UsageError(f"Expected a finite --tau-norm-power, got {power!r}")
@@ -345,4 +421,5 @@ def tau_norm(classifier: Classifier, power: float = 1.0) -> Classifier:
         raise UsageError("Expected a classifier without an LWS scale for tau-norm")
     w = classifier.weight.float()
     norms = w.norm(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    return replace(classifier, weight=w / norms.pow(float(power)), bias=classifier.bias.float())
+    bias = classifier.bias.float() if keep_bias else torch.zeros_like(classifier.bias.float())
+    return replace(classifier, weight=w / norms.pow(float(power)), bias=bias)

@@ -4,8 +4,9 @@
 >>> raw = ds.train.load(np.arange(8))            # doctest: +SKIP
 >>> x = ds.augment(raw, view_seeds(0, np.arange(8), 1)[:, 0])  # doctest: +SKIP
 
-Built-in datasets: ``mnist1d-lt``, ``digits-lt``, ``cifar10-lt``, ``cifar100-lt``,
-``imagenet-lt``, ``places-lt``, ``inat``, ``imagefolder``; any ``py:MODULE:CALLABLE``.
+Built-in datasets: ``mnist1d-lt``, ``mnist1d100-lt``, ``digits-lt``, ``cifar10-lt``, ``cifar100-lt``,
+``fashion-mnist-lt``, ``imagenet-lt``, ``places-lt``, ``inat``, ``imagefolder``; any
+``py:MODULE:CALLABLE``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from softlabels.data._registry import (
     dataset_defaults,
     list_datasets,
     load_dataset,
+    parse_dataset_spec,
     register_dataset,
 )
-from softlabels.data._spec import REQUIRED, DatasetSpec, parse_dataset_spec
+from softlabels.data._spec import REQUIRED, DatasetSpec
 from softlabels.data.augment import augment, clean, view_seeds
 from softlabels.data.longtail import longtail_counts, select_longtail
 

@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from softlabels.data.augment import augment as augment_batch
+from softlabels.data.augment import clean as clean_batch
+
 __all__ = ["Dataset", "Split", "fingerprint"]
 
 
@@ -109,14 +112,10 @@ class Dataset:
 
     def clean(self, raw: torch.Tensor) -> torch.Tensor:
         """Evaluation transform + normalisation of a raw batch (any device)."""
-        from softlabels.data.augment import clean
-
-        return clean(raw, self.recipe)
+        return clean_batch(raw, self.recipe)
 
     def augment(
         self, raw: torch.Tensor, seeds: np.ndarray, strength: str = "standard"
     ) -> torch.Tensor:
         """Seeded training augmentation + normalisation of a raw batch (any device)."""
-        from softlabels.data.augment import augment
-
-        return augment(raw, seeds, self.recipe, strength=strength)
+        return augment_batch(raw, seeds, self.recipe, strength=strength)

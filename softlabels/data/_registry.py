@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from softlabels.data._base import Dataset, Split
-from softlabels.data._spec import REQUIRED, DatasetSpec, format_value, parse_dataset_spec
+from softlabels.data._spec import REQUIRED, DatasetSpec, format_value, parse_spec
+from softlabels.data.pyspec import build_python_dataset
 from softlabels.errors import UsageError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "dataset_defaults",
     "list_datasets",
     "load_dataset",
+    "parse_dataset_spec",
     "register_dataset",
     "registered_defaults",
 ]
@@ -42,8 +44,10 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # Modules holding the built-in datasets; imported on first use of the registry.
 _BUILTIN_MODULES = (
     "softlabels.data.mnist1d_lt",
+    "softlabels.data.mnist1d100_lt",
     "softlabels.data.digits_lt",
     "softlabels.data.cifar",
+    "softlabels.data.fashion_mnist",
     "softlabels.data.imagelist",
     "softlabels.data.inat",
     "softlabels.data.imagefolder",
@@ -131,6 +135,17 @@ def clear_dataset_cache() -> None:
         _cache.clear()
 
 
+def parse_dataset_spec(
+    spec: str, registry: Mapping[str, Mapping[str, Any]] | None = None
+) -> DatasetSpec:
+    """Parse ``spec`` against the registered datasets (or ``registry``: name -> defaults).
+
+    Raises :class:`~softlabels.errors.SpecError` for an unknown name or key, a malformed
+    option, a value of the wrong type or a missing required option.
+    """
+    return parse_spec(spec, registered_defaults() if registry is None else registry)
+
+
 def load_dataset(spec: str | DatasetSpec) -> Dataset:
     """Build (or return the cached) dataset for ``spec``; see :func:`parse_dataset_spec`."""
     _ensure_builtins()
@@ -141,8 +156,6 @@ def load_dataset(spec: str | DatasetSpec) -> Dataset:
     if cached is not None:
         return cached
     if parsed.is_python:
-        from softlabels.data.pyspec import build_python_dataset
-
         dataset = build_python_dataset(canonical, parsed)
     else:
         with _lock:

@@ -22,7 +22,7 @@ from typing import Any
 
 from softlabels.errors import SpecError
 
-__all__ = ["REQUIRED", "DatasetSpec", "format_value", "parse_dataset_spec", "resolve_callable"]
+__all__ = ["REQUIRED", "DatasetSpec", "format_value", "parse_spec", "resolve_callable"]
 
 
 class _Required:
@@ -230,23 +230,18 @@ def _python_spec(spec: str) -> DatasetSpec:
     return DatasetSpec(name, options)
 
 
-def parse_dataset_spec(
-    spec: str, registry: Mapping[str, Mapping[str, Any]] | None = None
-) -> DatasetSpec:
-    """Parse ``spec`` against the registered datasets (or ``registry``: name -> defaults).
+def parse_spec(spec: str, registry: Mapping[str, Mapping[str, Any]]) -> DatasetSpec:
+    """Parse ``spec`` against ``registry`` (name -> option defaults).
 
     Raises :class:`~softlabels.errors.SpecError` for an unknown name or key, a malformed
-    option, a value of the wrong type or a missing required option.
+    option, a value of the wrong type or a missing required option. The registered datasets
+    are supplied by :func:`softlabels.data.parse_dataset_spec`; this module knows no registry.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(f"Expected a dataset spec NAME[:key=value,...], got {spec!r}")
     spec = spec.strip()
     if spec.split(":", 1)[0].strip() == _PY_PREFIX:
         return _python_spec(spec)
-    if registry is None:
-        from softlabels.data._registry import registered_defaults
-
-        registry = registered_defaults()
     name, _, body = spec.partition(":")
     name = name.strip()
     if name not in registry:

@@ -15,7 +15,7 @@ import numpy as np
 from softlabels.data._base import Dataset, Split
 from softlabels.data._registry import register_dataset
 from softlabels.data.augment import small_image_recipe
-from softlabels.data.longtail import select_longtail
+from softlabels.data.longtail import hold_out_per_class, select_longtail
 from softlabels.errors import SpecError
 
 __all__ = ["DIGITS_MEAN", "DIGITS_STD", "digits_lt", "load_digits_uint8"]
@@ -42,11 +42,7 @@ def digits_lt(spec: str, imb: int, n_test: int, seed: int) -> Dataset:
     smallest = int(np.bincount(y, minlength=10).min())
     if not 1 <= n_test < smallest:
         raise SpecError(f"Expected 1 <= n_test < {smallest}, got {n_test} (at n_test)")
-    test_mask = np.zeros(len(y), dtype=bool)
-    for c in range(10):
-        test_mask[np.flatnonzero(y == c)[:n_test]] = True
-    test_idx = np.flatnonzero(test_mask)
-    pool_idx = np.flatnonzero(~test_mask)
+    test_idx, pool_idx = hold_out_per_class(y, n_test, 10)
     keep = pool_idx[select_longtail(y[pool_idx], imb, seed=seed, num_classes=10)]
     return Dataset(
         spec=spec,

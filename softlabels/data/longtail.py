@@ -13,7 +13,7 @@ import numpy as np
 
 from softlabels.errors import UsageError
 
-__all__ = ["longtail_counts", "select_longtail"]
+__all__ = ["hold_out_per_class", "longtail_counts", "select_longtail"]
 
 
 def longtail_counts(n_max: int, num_classes: int, imb: float) -> list[int]:
@@ -68,3 +68,15 @@ def select_longtail(
         rng.shuffle(idx)
         kept.append(idx[:n])
     return np.sort(np.concatenate(kept)).astype(np.int64)
+
+
+def hold_out_per_class(
+    labels: np.ndarray, n_test: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(test indices, remaining indices), both ascending: the first ``n_test`` samples of
+    every class in source order are held out as a balanced test set."""
+    labels = np.asarray(labels)
+    test = np.zeros(len(labels), dtype=bool)
+    for cls in range(int(num_classes)):
+        test[np.flatnonzero(labels == cls)[: int(n_test)]] = True
+    return np.flatnonzero(test), np.flatnonzero(~test)

@@ -14,17 +14,14 @@ cached in-process.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 
 import numpy as np
 
-from softlabels.data._base import Dataset, Split
+from softlabels.data._base import Dataset
+from softlabels.data._mnist1d import check_options, longtail_dataset, run_generator
 from softlabels.data._registry import register_dataset
-from softlabels.data.augment import signal1d_recipe
-from softlabels.data.longtail import select_longtail
-from softlabels.errors import SpecError
 
 __all__ = ["generate_pool", "last_generation_seconds", "mnist1d_lt"]
 
@@ -48,23 +45,9 @@ def generate_pool(per_class: int, data_seed: int) -> tuple[np.ndarray, np.ndarra
         cached = _pools.get(key)
         if cached is not None:
             return cached
-        from mnist1d.data import get_dataset_args, make_dataset
-
-        args = get_dataset_args()
-        args.num_samples = 10 * per_class
-        args.train_split = 1.0
-        args.seed = int(data_seed)
-        np_state = np.random.get_state()
-        py_state = random.getstate()
         start = time.perf_counter()
-        try:
-            data = make_dataset(args)
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+        x, y = run_generator(per_class, data_seed)
         _timing["seconds"] = time.perf_counter() - start
-        x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)[:, None, :]
-        y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
         x.flags.writeable = False
         y.flags.writeable = False
         _pools[key] = (x, y)
@@ -77,29 +60,14 @@ def generate_pool(per_class: int, data_seed: int) -> tuple[np.ndarray, np.ndarra
 )
 def mnist1d_lt(spec: str, imb: int, n_max: int, n_test: int, seed: int, data_seed: int) -> Dataset:
     """Long-tailed MNIST-1D (10 classes, signals of length 40)."""
-    if imb < 1:
-        raise SpecError(f"Expected imb >= 1, got {imb} (at imb)")
-    if n_max < 1:
-        raise SpecError(f"Expected n_max >= 1, got {n_max} (at n_max)")
-    if n_test < 1:
-        raise SpecError(f"Expected n_test >= 1, got {n_test} (at n_test)")
-    if not 0 <= data_seed < 2**32:
-        raise SpecError(f"Expected 0 <= data_seed < 2**32, got {data_seed} (at data_seed)")
-    x, y = generate_pool(n_max + n_test, data_seed)
-    test_mask = np.zeros(len(y), dtype=bool)
-    for c in range(10):
-        test_mask[np.flatnonzero(y == c)[:n_test]] = True
-    test_idx = np.flatnonzero(test_mask)
-    pool_idx = np.flatnonzero(~test_mask)
-    keep = pool_idx[select_longtail(y[pool_idx], imb, seed=seed, n_max=n_max, num_classes=10)]
-    return Dataset(
-        spec=spec,
-        name="mnist1d-lt",
-        class_names=[str(c) for c in range(10)],
-        train=Split("train", [f"pool/{i}" for i in keep.tolist()], y[keep], array=x[keep]),
-        test=Split(
-            "test", [f"pool/{i}" for i in test_idx.tolist()], y[test_idx], array=x[test_idx]
-        ),
-        family="signal1d",
-        recipe=signal1d_recipe(),
+    check_options(imb, n_max, n_test, data_seed)
+    return longtail_dataset(
+        spec,
+        "mnist1d-lt",
+        [str(c) for c in range(10)],
+        generate_pool(n_max + n_test, data_seed),
+        imb=imb,
+        n_max=n_max,
+        n_test=n_test,
+        seed=seed,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from softlabels.models import cnn1d as cnn1d
 from softlabels.models import composite as composite
 from softlabels.models import mlp as mlp
+from softlabels.models import resnet1d as resnet1d
 from softlabels.models import resnet_cifar as resnet_cifar
 from softlabels.models._base import ClassifierNet, ModelArgs
 from softlabels.models._inputs import shape_kwargs

@@ -1,4 +1,4 @@
-"""CIFAR ResNets (He et al. 2016, §4.2): resnet20/32/44/56.
+"""CIFAR ResNets (He et al. 2016, §4.2): resnet20/32/44/56, and resnet8 (n = 1).
 
 Three stages of n basic blocks (n = (depth - 2) / 6) with 16, 32 and 64 channels, the
 second and third starting with stride 2; the parameter-free option-A shortcut (strided
@@ -18,7 +18,15 @@ from softlabels.errors import UsageError
 from softlabels.models._base import ClassifierNet, ModelArgs
 from softlabels.models._registry import register_model
 
-__all__ = ["BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56"]
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+]
 
 
 class ShortcutA(nn.Module):
@@ -94,6 +102,12 @@ class CifarResNet(ClassifierNet):
 
 def _create(name: str, args: ModelArgs, depth: int) -> CifarResNet:
     return CifarResNet(name, args, depth=depth)
+
+
+@register_model
+def resnet8(args: ModelArgs) -> CifarResNet:
+    """ResNet-8 (1 block per stage, 75k parameters): a small student, e.g. for 28x28 inputs."""
+    return _create("resnet8", args, 8)
 
 
 @register_model

@@ -90,9 +90,15 @@ def test_crt_and_tau_norm_from_cache_equal_the_backbone(cache: Path, backbone_a,
     normed = tau_norm(cls, 0.5)
     t, logits = _stored(cache, "a+tau-norm")
     np.testing.assert_array_equal(t.classifier[0], normed.weight.numpy())
-    np.testing.assert_array_equal(t.classifier[1], cls.bias.numpy())
+    # The reference default drops the bias (this pinned the old default, bias kept, before).
+    assert cls.bias.abs().sum() > 0
+    np.testing.assert_array_equal(t.classifier[1], np.zeros_like(cls.bias.numpy()))
+    assert t.info["calibration"]["formula"] == "W v"
     with torch.inference_mode():
         np.testing.assert_array_equal(logits[:, 0], normed(feats).numpy())
+        np.testing.assert_allclose(
+            logits[:, 0], (feats @ normed.weight.T).numpy(), rtol=1e-5, atol=1e-5
+        )
     assert result.steps == 0 and result.epochs is None and result.tau_norm_power == 0.5
 
 

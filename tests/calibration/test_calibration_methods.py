@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from softlabels.calibration import Classifier, fit_crt, fit_lws, flatten_views, tau_norm
+from softlabels.calibration import (
+    LWS_REFERENCE,
+    Classifier,
+    fit_crt,
+    fit_lws,
+    flatten_views,
+    tau_norm,
+)
 from softlabels.errors import UsageError
 from softlabels.models import CosineClassifier
 
@@ -53,7 +60,17 @@ def test_tau_norm_rows_and_bias() -> None:
     cls = Classifier(w, b)
     one = tau_norm(cls, 1.0)
     torch.testing.assert_close(one.weight.norm(dim=1), torch.tensor([1.0, 0.0, 1.0]))
-    torch.testing.assert_close(one.bias, b)  # kept
+    # Dropped by default, as the reference code scores W' v (this asserted "kept" before,
+    # when keeping it was the default); kept on request.
+    torch.testing.assert_close(one.bias, torch.zeros(3))
+    v = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    torch.testing.assert_close(one(v), v @ one.weight.T)
+    assert one.formula() == "W v"
+    kept = tau_norm(cls, 1.0, keep_bias=True)
+    torch.testing.assert_close(kept.bias, b)
+    torch.testing.assert_close(kept.weight, one.weight)
+    torch.testing.assert_close(kept(v), v @ one.weight.T + b)
+    assert kept.formula() == "W v + b"
     half = tau_norm(cls, 0.5)
     torch.testing.assert_close(half.weight[0], w[0] / 5**0.5)
     torch.testing.assert_close(tau_norm(cls, 0.0).weight, w)
@@ -72,6 +89,46 @@ def test_lws_rebalances_a_head_biased_classifier() -> None:
     s = fit.classifier.lws_scale
     assert s[-1] > s[0]  # the tail class is scaled up relative to the head
     assert _balanced_acc(fit.classifier, feats, labels) > _balanced_acc(cls, feats, labels) + 0.05
+
+
+def test_lws_defaults_are_the_reference_sgd() -> None:
+    """lr 0.2, momentum 0.9, weight decay 5e-4 on the scales (classifier-balancing's LWS)."""
+    assert LWS_REFERENCE == {"lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "decay_scale": True}
+    feats, labels, cls = _long_tailed()
+    kw = {"epochs": 2, "batch_size": 64, "seed": 1}
+    default = fit_lws(feats, labels, cls, **kw)
+    explicit = fit_lws(feats, labels, cls, lr=0.2, weight_decay=5e-4, decay_scale=True, **kw)
+    assert torch.equal(default.classifier.lws_scale, explicit.classifier.lws_scale)
+    assert not torch.equal(
+        default.classifier.lws_scale, fit_lws(feats, labels, cls, lr=0.1, **kw).classifier.lws_scale
+    )
+    assert default.settings == {
+        "epochs": 2, "lr": 0.2, "batch_size": 64, "seed": 1, "momentum": 0.9,
+        "weight_decay": 5e-4, "decay_on": "scale", "schedule": "cosine",
+        "sampler": "class-balanced", "differs_from_reference": [],
+    }  # fmt: skip
+    other = fit_lws(feats, labels, cls, lr=0.1, weight_decay=0.0, decay_scale=False, **kw)
+    assert other.settings["decay_on"] == "none"
+    assert other.settings["differs_from_reference"] == [
+        "lr 0.1 (reference 0.2)",
+        "weight_decay 0 (reference 0.0005)",
+        "no weight decay on the scales (reference: decayed)",
+    ]
+
+
+def test_lws_weight_decay_reaches_the_scales() -> None:
+    """One SGD step from s = 1: decaying the scales moves each by exactly -lr * wd more."""
+    feats, labels, cls = _long_tailed()
+    kw = {"epochs": 1, "batch_size": len(labels), "seed": 0, "lr": 0.2, "weight_decay": 0.25}
+    decayed = fit_lws(feats, labels, cls, decay_scale=True, **kw)
+    free = fit_lws(feats, labels, cls, decay_scale=False, **kw)
+    assert decayed.steps == free.steps == 1
+    torch.testing.assert_close(
+        decayed.classifier.lws_scale - free.classifier.lws_scale,
+        torch.full((6,), -0.2 * 0.25),
+    )
+    with pytest.raises(UsageError, match="weight-decay"):
+        fit_lws(feats, labels, cls, weight_decay=-1.0)
 
 
 def test_crt_learns_and_is_seeded() -> None:

@@ -26,13 +26,14 @@ from softlabels.models.resnet_cifar import BasicBlock, ShortcutA
 # One sample's shape per architecture; image models also get 32x32 CIFAR inputs below.
 SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {
     "cnn1d": (1, 40),
+    "resnet1d": (1, 40),
     "mlp": (3, 8, 8),
     # composite students default to a cnn1d backbone
     "projected": (1, 40),
     "twohead": (1, 40),
     "experts": (1, 40),
 }
-FEATURE_DIMS = {"cnn1d": 128, "mlp": 256, "projected": 128, "twohead": 128}
+FEATURE_DIMS = {"cnn1d": 128, "resnet1d": 256, "mlp": 256, "projected": 128, "twohead": 128}
 # ECL's multi-expert model has no single feature/fc pair: tested on its own below.
 CLASSIFIER_NETS = [n for n in list_models() if n != "experts"]
 
@@ -50,8 +51,13 @@ def build(name: str, **kw: object) -> nn.Module:
 def test_builtins_are_registered() -> None:
     names = list_models()
     assert {"resnet20", "resnet32", "resnet44", "resnet56", "cnn1d", "mlp"} <= set(names)
+    assert {"resnet8", "resnet1d"} <= set(names)
     assert names == sorted(names)
-    assert list_models("resnet*") == ["resnet20", "resnet32", "resnet44", "resnet56"]
+    # resnet1d and resnet8 joined the list (it held the four CIFAR depths before).
+    assert list_models("resnet*") == [
+        "resnet1d", "resnet20", "resnet32", "resnet44", "resnet56", "resnet8",
+    ]  # fmt: skip
+    assert list_models("resnet[2-5]*") == ["resnet20", "resnet32", "resnet44", "resnet56"]
     assert is_model("resnet32") and not is_model("resnet33") and not is_model(3)
 
 
@@ -127,18 +133,24 @@ def test_arch_config_rebuilds(name: str) -> None:
         torch.testing.assert_close(twin(x), model(x))
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56"])
+@pytest.mark.parametrize("name", ["resnet8", "resnet20", "resnet56"])
 @pytest.mark.parametrize("in_channels", [1, 3, 5])
 def test_resnet_any_channels_and_sizes(name: str, in_channels: int) -> None:
     model = build(name, in_channels=in_channels, seed=0)
-    for size in (8, 32, 5, 1):
+    for size in (8, 32, 28, 5, 1):  # 28: Fashion-MNIST
         assert model(torch.randn(2, in_channels, size, size)).shape == (2, 7)
 
 
 @pytest.mark.parametrize(
     ("name", "params"),
     # He et al. 2016 / the common PyTorch port: 0.27M, 0.46M, 0.66M, 0.85M at 10 classes.
-    [("resnet20", 269_722), ("resnet32", 464_154), ("resnet44", 658_586), ("resnet56", 853_018)],
+    [
+        ("resnet8", 75_290),
+        ("resnet20", 269_722),
+        ("resnet32", 464_154),
+        ("resnet44", 658_586),
+        ("resnet56", 853_018),
+    ],
 )
 def test_resnet_parameter_counts(name: str, params: int) -> None:
     model = create_model(name, num_classes=10, in_channels=3)
