@@ -23,7 +23,10 @@ def calibrate(
         ),
     ],
     epochs: Annotated[int, typer.Option(help="Training epochs (lws, crt).")] = 10,
-    lr: Annotated[float, typer.Option(help="SGD learning rate (momentum 0.9, cosine).")] = 0.1,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="SGD learning rate (momentum 0.9, cosine); default: lws 0.2, crt 0.1."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Samples (row, view) per step.")] = 512,
     weight_decay: Annotated[
         float,
@@ -33,6 +36,13 @@ def calibrate(
     tau_norm_power: Annotated[
         float, typer.Option(help="Power p of tau-norm: W_c / ||W_c||^p.")
     ] = 1.0,
+    keep_bias: Annotated[
+        bool,
+        typer.Option(
+            "--keep-bias/--drop-bias",
+            help="tau-norm: keep the classifier's bias (the reference code drops it).",
+        ),
+    ] = False,
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -61,6 +71,7 @@ def calibrate(
                 seed=seed,
                 device=device,
                 tau_norm_power=tau_norm_power,
+                keep_bias=keep_bias,
                 weight_decay=weight_decay,
                 overwrite=overwrite,
                 dataset=dataset,

@@ -544,6 +544,11 @@ class Calibration(Record):
     )
     evaluation: Mapping[str, Any] | None = field(default=None, metadata=_spec(_optional(_object)))
     softlabels: str | None = field(default=None, metadata=_spec(_optional(_str)))
+    keep_bias: bool | None = field(default=None, metadata=_spec(_optional(_bool)))  # tau-norm
+    # Where the fit's settings differ from the reference code's (METHODS §8); [] if nowhere.
+    differs_from_reference: tuple[str, ...] | None = field(
+        default=None, metadata=_spec(_optional(_list_of(_str, "strings")))
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

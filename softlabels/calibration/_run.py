@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from softlabels.calibration._methods import (
+    LWS_REFERENCE,
     METHODS,
     Classifier,
     Fit,
@@ -94,11 +95,12 @@ def calibrate(
     method: str,
     *,
     epochs: int = 10,
-    lr: float = 0.1,
+    lr: float | None = None,
     batch_size: int = 512,
     seed: int = 0,
     device: str = "cpu",
     tau_norm_power: float = 1.0,
+    keep_bias: bool = False,
     weight_decay: float = 5e-4,
     overwrite: bool = False,
     dataset: str | None = None,
@@ -109,8 +111,10 @@ def calibrate(
     ``method``: ``lws`` (a per-class scale on the frozen classifier), ``crt`` (a re-initialised
     classifier of the same kind) — both trained for ``epochs`` with CE under class-balanced
     sampling over every (row, view) of the cached features, SGD momentum 0.9, cosine
-    schedule, seeded — or ``tau-norm`` (``W_c / ||W_c||^tau_norm_power``, bias kept, no
-    training). With ``dataset`` (the cache's dataset spec) the source model is loaded once
+    schedule, seeded (``lr`` None: the reference's, 0.2 for LWS, 0.1 for cRT) — or
+    ``tau-norm`` (``W_c / ||W_c||^tau_norm_power``, the bias dropped as the reference code
+    does unless ``keep_bias``, no training). The calibration record says where the
+    settings differ from the reference code's. With ``dataset`` (the cache's dataset spec) the source model is loaded once
     to compute test-split features, and accuracies before/after are those of the test
     split; otherwise they are those of the cached training features (the "balanced" figure
     is the mean per-class accuracy). Every check runs before any training; nothing is
@@ -124,6 +128,8 @@ def calibrate(
     if method not in METHODS:
         raise UsageError(f"Expected --method lws, crt or tau-norm, got {method!r}")
     training = method != "tau-norm"
+    if lr is None:
+        lr = LWS_REFERENCE["lr"] if method == "lws" else 0.1
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise UsageError(f"Expected --epochs >= 1, got {epochs!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -187,7 +193,7 @@ def calibrate(
             progress=progress,
         )  # fmt: skip
     else:
-        fit = Fit(classifier=tau_norm(source_cls, tau_norm_power))
+        fit = Fit(classifier=tau_norm(source_cls, tau_norm_power, keep_bias=keep_bias))
     calibrated = fit.classifier.to(dev)
 
     # Logits of every (row, view) under the calibrated classifier, and accuracies.
@@ -245,6 +251,8 @@ def calibrate(
         losses=fit.losses,
         evaluation=evaluation,
         softlabels=softlabels.__version__,
+        keep_bias=bool(keep_bias) if method == "tau-norm" else None,
+        differs_from_reference=_differences(method, fit, keep_bias),
     )
     new_info = info.updated(
         order=len([t for t in cache.teacher_names if t != name]),
@@ -292,6 +300,15 @@ def calibrate(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _differences(method: str, fit: Fit, keep_bias: bool) -> list[str]:
+    """Where a calibration's settings differ from the reference code's (METHODS §8)."""
+    if method == "lws":
+        return list(fit.settings.get("differs_from_reference", []))
+    if method == "tau-norm":
+        return ["bias kept (reference: dropped)"] if keep_bias else []
+    return []
 
 
 def _check_source(cache: Any, teacher: str, info: TeacherInfo) -> None:
