@@ -243,7 +243,11 @@ def main() -> None:
         seed_run(
             seed,
             "thirds" if thirds else "absolute",
-            [{"name": r["run"], "status": "ok", **r} for r in rows if r["seed"] == seed],
+            [
+                {**r, "name": r["run"], "method": r["run"], "status": r.get("status") or "ok"}
+                for r in rows
+                if r["seed"] == seed
+            ],
         )
         for seed in args.seeds
     ]
