@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from softlabels.engine.inputs import BatchStream
 from softlabels.engine.samplers import make_sampler
 from softlabels.errors import FingerprintMismatchError, UsageError
 from softlabels.models import load_model
+from softlabels.stores.cache import update_meta
 from softlabels.stores.reader import TeacherArrays
 from softlabels.students.targets import load_targets
 
@@ -204,6 +206,14 @@ def test_bad_input_is_one_line(views_cache: str, tmp_path: Path) -> None:
         softlabels.CachedDataset(DATA, views_cache, views="online")
     with pytest.raises(UsageError, match="Expected replay_views in \\[1, 2\\], got 3"):
         softlabels.CachedDataset(DATA, views_cache, replay_views=3)
+    # Views made under another augmentation recipe are not this dataset's views.
+    copy = tmp_path / "c.slc"
+    shutil.copytree(views_cache, copy)
+    views = dict(softlabels.open_cache(str(copy)).meta["views"])
+    update_meta(str(copy), "views", views | {"recipe": {**views["recipe"], "shift": 99}})
+    with pytest.raises(UsageError, match="augmentation recipe"):
+        softlabels.CachedDataset(DATA, str(copy))
+    softlabels.CachedDataset(DATA, str(copy), views="clean")  # clean inputs need no recipe
     data = softlabels.CachedDataset(DATA, views_cache, replay_views=1)
     data.set_epoch(1)
     assert data.views_of([0, 1]).tolist() == [0, 0]  # the first view only
