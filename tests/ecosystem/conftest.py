@@ -1,17 +1,14 @@
 """Fixtures of the ecosystem tests (a cache used from outside softlabels' own commands):
-a seeded BN-free teacher, its 2-view and clean caches, and the CLI in-process."""
+a seeded teacher and its caches (2 epoch-aligned views, 3 random views, clean)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from softlabels_ecosystem_helpers import CLASSES, DATA
-from typer.testing import CliRunner, Result
 
-from softlabels.cli.app import app
 from softlabels.models import create_model, save_checkpoint
 from softlabels.teachers import DumpConfig, TeacherSpec, dump
 
@@ -47,14 +44,3 @@ def random_cache(tmp_path_factory: pytest.TempPathFactory, teacher_path: Path) -
 @pytest.fixture(scope="session")
 def clean_cache(tmp_path_factory: pytest.TempPathFactory, teacher_path: Path) -> str:
     return _dump(tmp_path_factory.mktemp("eco-clean"), teacher_path, 0)
-
-
-@pytest.fixture
-def cli() -> Callable[..., Result]:
-    """``cli("inspect", path, "--json")``: the typer app in-process, stderr kept apart."""
-    runner = CliRunner()
-
-    def invoke(*args: Any) -> Result:
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
