@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,11 +22,38 @@ from rich.progress import (
 
 from softlabels.errors import SoftlabelsError
 
-__all__ = ["err", "errors_to_exit", "out", "print_json", "progress_bar"]
+__all__ = [
+    "JsonOpt",
+    "QuietOpt",
+    "err",
+    "errors_to_exit",
+    "note",
+    "out",
+    "print_json",
+    "progress_bar",
+]
 
 # file=None: Rich looks sys.stdout/sys.stderr up at write time (so test runners can swap them).
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+# The two output switches every command that prints a result shares (README, "JSON and quiet").
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (keys: see README).")
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Results only: no progress bar, no notes (errors and warnings stay)."
+    ),
+]
+
+
+def note(message: str, *, quiet: bool, console: Console | None = None) -> None:
+    """An informational line (what was resumed, stored, written; how to read a table):
+    on stderr unless ``console`` says otherwise, and not at all with ``--quiet``."""
+    if not quiet:
+        (console or err).print(message, soft_wrap=True, markup=False, highlight=False)
 
 
 def abort(message: str, code: int = 2) -> typer.Exit:

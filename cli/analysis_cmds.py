@@ -8,14 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._render import (
+    JsonOpt,
+    QuietOpt,
+    errors_to_exit,
+    note,
+    out,
+    print_json,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from softlabels.analysis import VirtualExamples
 
 __all__ = ["register"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 class Groups(StrEnum):
@@ -51,6 +57,7 @@ def tune_tau(
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Virtual-example distribution over a (T, p) grid in one pass, and DiVE's rule of thumb.
 
@@ -79,7 +86,7 @@ def tune_tau(
         opened = open_cache(cache)
         if not dry_run:
             check_writable(opened)
-        with progress_bar("tune-tau", enabled=not json_) as update:
+        with progress_bar("tune-tau", enabled=not (json_ or quiet)) as update:
             result = virtual_examples(
                 opened,
                 names,
@@ -97,14 +104,14 @@ def tune_tau(
     if json_:
         print_json(data)
         return
-    _render(result, data)
+    _render(result, data, quiet=quiet)
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _render(result: VirtualExamples, data: dict[str, Any]) -> None:
+def _render(result: VirtualExamples, data: dict[str, Any], *, quiet: bool) -> None:
     names = list(result.group_names)
     table = Table(
         title=f"tune-tau: teacher {result.teacher}, N={result.num_samples}, "
@@ -145,11 +152,15 @@ def _render(result: VirtualExamples, data: dict[str, Any]) -> None:
         soft_wrap=True,
     )
     if data["stored"]:
-        out.print("stored in the cache (tune_tau); `distill --tau auto` will use it")
+        note(
+            "stored in the cache (tune_tau); `distill --tau auto` will use it",
+            quiet=quiet,
+            console=out,
+        )
     else:
-        err.print("dry run: the choice was not stored in the cache")
+        note("dry run: the choice was not stored in the cache", quiet=quiet)
     for path in data["plots"]:
-        out.print(f"plot: {path}")
+        note(f"plot: {path}", quiet=quiet, console=out)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,11 +7,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from softlabels.cli._render import errors_to_exit, human_bytes, out, print_json, progress_bar
+from softlabels.cli._render import (
+    JsonOpt,
+    QuietOpt,
+    errors_to_exit,
+    human_bytes,
+    out,
+    print_json,
+    progress_bar,
+)
 
 __all__ = ["register"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 def dump(
@@ -52,6 +58,7 @@ def dump(
         bool, typer.Option(help="Clear a stale lock left by a dead process.")
     ] = False,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run teachers once over a dataset and write their logits (and features) to a cache."""
     with errors_to_exit():
@@ -74,7 +81,7 @@ def dump(
             schedule=schedule,
         )
         # Under torchrun only rank 0 shows progress (of its share of the chunks) and results.
-        with progress_bar("dump", enabled=not json_ and is_main()) as update:
+        with progress_bar("dump", enabled=not (json_ or quiet) and is_main()) as update:
             result = run_dump(
                 config,
                 out_,

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from softlabels.cli._render import errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._render import (
+    JsonOpt,
+    QuietOpt,
+    errors_to_exit,
+    note,
+    out,
+    print_json,
+    progress_bar,
+)
 
 __all__ = ["register"]
 
@@ -54,13 +62,14 @@ def calibrate(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing NAME+METHOD teacher.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Calibrate a teacher on its cached features; store it as the teacher NAME+METHOD."""
     with errors_to_exit():
         from softlabels.calibration import calibrate as run_calibrate
 
-        with progress_bar("calibrate", enabled=not json_) as update:
+        with progress_bar("calibrate", enabled=not (json_ or quiet)) as update:
             result = run_calibrate(
                 cache,
                 teacher,
@@ -81,14 +90,14 @@ def calibrate(
     if json_:
         print_json(data)
         return
-    _render(data)
+    _render(data, quiet=quiet)
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def _render(data: dict[str, Any]) -> None:
+def _render(data: dict[str, Any], *, quiet: bool) -> None:
     head = Table(title=f"calibrate → {data['teacher']} in {data['url']}", show_header=False)
     head.add_row("method", f"{data['method']} on {data['source']} ({data['classifier_kind']})")
     head.add_row(
@@ -147,8 +156,10 @@ def _render(data: dict[str, Any]) -> None:
     )
     out.print(t)
     if groups["definition"] == "thirds":
-        out.print(
-            "  groups: relative thirds of the classes by training count (a shot group is empty)"
+        note(
+            "  groups: relative thirds of the classes by training count (a shot group is empty)",
+            quiet=quiet,
+            console=out,
         )
 
 

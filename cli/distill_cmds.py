@@ -6,9 +6,20 @@ import inspect
 from typing import Annotated, Any
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._render import (
+    JsonOpt,
+    QuietOpt,
+    err,
+    errors_to_exit,
+    note,
+    out,
+    print_json,
+    progress_bar,
+)
 from softlabels.students.methods import get_method, list_methods, option_kinds
 
 _METHODS = ", ".join(list_methods())
@@ -60,8 +71,10 @@ def distill(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
     plots: Annotated[bool, typer.Option(help="Write per-class and group plots.")] = True,
-    json_: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Also the teacher and ECE columns, full group names.")
     ] = False,
     **options: Any,
 ) -> None:
@@ -100,7 +113,7 @@ def distill(
                 )
             specs = [StudentSpec(name=name, **flags)]
         # Under torchrun only rank 0 shows progress and results.
-        with progress_bar("distill", enabled=not json_ and is_main()) as update:
+        with progress_bar("distill", enabled=not (json_ or quiet) and is_main()) as update:
 
             def on_progress(info: dict[str, Any]) -> None:
                 students = info["students"]
@@ -129,7 +142,7 @@ def distill(
     if json_:
         print_json(result.to_dict())
     else:
-        render_summary(result.to_dict())
+        render_summary(result.to_dict(), wide=wide, quiet=quiet)
         for s in diverged:
             d = s["diverged"] or {}
             others = (
@@ -201,46 +214,80 @@ def _with_method_flags(fn: Any) -> Any:
     return fn
 
 
-def render_summary(result: dict[str, Any]) -> None:
-    names = (
+_SHORT = {"medium": "med", "middle": "mid"}  # the narrow table's group headers
+_STATUS = {"model not available": "no model"}  # the narrow table's teacher statuses
+_NAME_MIN = 8  # the name column gives way (ellipsis) down to this width
+
+
+def render_summary(
+    result: dict[str, Any],
+    *,
+    wide: bool = False,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> None:
+    """The summary table: one line per teacher and student, fitting the console (80
+    columns when piped) with the teacher and ECE columns left to ``wide``."""
+    console = console or out
+    groups = (
         ("head", "middle", "tail")
         if result["groups_definition"] == "thirds"
         else ("many", "medium", "few")
     )
-    t = Table(
-        title=f"distill → {result['out']} ({result['passes']} pass(es), {result['seconds']:.0f} s)"
-    )
-    for col in ("run", "method", "teacher", "top-1", *names, "ECE", "status"):
-        t.add_column(
-            col, justify="right" if col not in ("run", "method", "teacher", "status") else "left"
-        )
+    heads = ["run", "method", *(["teacher"] if wide else []), "top-1"]
+    heads += [g if wide else _SHORT.get(g, g) for g in groups]
+    heads += [*(["ECE"] if wide else []), "status"]
 
     def pct(v: Any) -> str:
         return "-" if v is None else f"{100 * v:.2f}"
 
-    for tr in result["teachers"]:
-        t.add_row(
-            f"teacher {tr['name']}",
-            "",
-            "",
-            pct(tr.get("top1")),
-            *(pct(tr.get(k)) for k in names),
-            pct(tr.get("ece")),
-            tr.get("status", ""),
+    def line(name: str, method: str, teacher: str, m: dict[str, Any]) -> list[str]:
+        status = str(m.get("status", ""))
+        return [
+            name,
+            method,
+            *([teacher] if wide else []),
+            pct(m.get("top1")),
+            *(pct(m.get(g)) for g in groups),
+            *([pct(m.get("ece"))] if wide else []),
+            status if wide else _STATUS.get(status, status),
+        ]
+
+    cells = [line(f"teacher {tr['name']}", "", "", tr) for tr in result["teachers"]]
+    cells += [line(s["name"], s["method"], s["teacher"] or "-", s) for s in result["students"]]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
+    # SIMPLE_HEAD without edges: three characters between columns.
+    rest = sum(widths[1:]) + 3 * (len(heads) - 1)
+    if wide:
+        width = max(widths[0] + rest, console.width)
+        console = Console(file=console.file, width=width, highlight=False)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, head in enumerate(heads):
+        t.add_column(
+            head,
+            justify="left" if head in ("run", "method", "teacher", "status") else "right",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i] if i else None,
+            max_width=None if wide or i else max(_NAME_MIN, console.width - rest),
         )
-    for s in result["students"]:
-        t.add_row(
-            s["name"],
-            s["method"],
-            s["teacher"] or "-",
-            pct(s.get("top1")),
-            *(pct(s.get(k)) for k in names),
-            pct(s.get("ece")),
-            s["status"],
-        )
-    out.print(t)
+    for row in cells:
+        t.add_row(*row)
+    console.print(
+        f"distill → {result['out']} ({result['passes']} pass(es), {result['seconds']:.0f} s)",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    console.print(t)
     if result["groups_definition"] == "thirds":
-        out.print("groups: relative thirds (an absolute shot group is empty)")
+        note(
+            "groups: relative thirds (an absolute shot group is empty)",
+            quiet=quiet,
+            console=console,
+        )
+    if not wide:
+        note("--wide: the students' teachers and ECE", quiet=quiet, console=console)
 
 
 def methods(

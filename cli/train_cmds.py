@@ -7,11 +7,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._render import (
+    JsonOpt,
+    QuietOpt,
+    errors_to_exit,
+    note,
+    out,
+    print_json,
+    progress_bar,
+)
 
 __all__ = ["register", "render_metrics"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 def train(
@@ -39,6 +45,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a teacher (CE, BSCE or LDAM; optional rotation SSL) and evaluate it."""
     with errors_to_exit():
@@ -68,7 +75,7 @@ def train(
             seed=seed,
             eval_every=eval_every,
         )
-        with progress_bar("train", enabled=not json_) as update:
+        with progress_bar("train", enabled=not (json_ or quiet)) as update:
 
             def on_progress(info: dict[str, Any]) -> None:
                 done = info["epoch"] * info["steps"] + info["step"]
@@ -79,11 +86,13 @@ def train(
         print_json(result.to_dict())
         return
     if result.resumed_from:
-        err.print(f"resumed from epoch {result.resumed_from}")
-    render_metrics(f"teacher {result.model_path} ({result.seconds:.1f} s)", result.metrics)
+        note(f"resumed from epoch {result.resumed_from}", quiet=quiet)
+    render_metrics(
+        f"teacher {result.model_path} ({result.seconds:.1f} s)", result.metrics, quiet=quiet
+    )
 
 
-def render_metrics(title: str, m: dict[str, Any]) -> None:
+def render_metrics(title: str, m: dict[str, Any], *, quiet: bool = False) -> None:
     t = Table(title=title)
     groups = m.get("groups") or {
         k: m.get(k) for k in ("many", "medium", "few", "head", "middle", "tail") if k in m
@@ -100,7 +109,11 @@ def render_metrics(title: str, m: dict[str, Any]) -> None:
     out.print(t)
     if definition == "thirds":
         absolute = ", ".join(f"{k} {pct(groups.get(k))}" for k in ("many", "medium", "few"))
-        out.print(f"groups: relative thirds (an absolute shot group is empty: {absolute})")
+        note(
+            f"groups: relative thirds (an absolute shot group is empty: {absolute})",
+            quiet=quiet,
+            console=out,
+        )
 
 
 def evaluate(
@@ -116,6 +129,7 @@ def evaluate(
         bool, typer.Option(help="Also print the per-class accuracy table.")
     ] = False,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Top-1 on the balanced test split, per-class and shot-group accuracy, ECE."""
     with errors_to_exit():
@@ -137,7 +151,7 @@ def evaluate(
             }
         )
         return
-    render_metrics(f"{model} on {result['dataset']} ({split})", result)
+    render_metrics(f"{model} on {result['dataset']} ({split})", result, quiet=quiet)
     if per_class:
         t = Table(title="per class")
         for col in ("class", "name", "train count", "accuracy"):

@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cache",
+    "CachedBatchSampler",
+    "CachedDataset",
     "Report",
     "__version__",
     "check_dataset",
@@ -24,6 +26,7 @@ from softlabels.caches import check_dataset, open_cache
 
 if TYPE_CHECKING:
     from softlabels.analysis import virtual_examples
+    from softlabels.cached_dataset import CachedBatchSampler, CachedDataset
     from softlabels.reports import Report, report
     from softlabels.stores.cache import Cache
 
@@ -33,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from softlabels.stores.cache import Cache
 
         return Cache
+    if name in ("CachedDataset", "CachedBatchSampler"):
+        from softlabels import cached_dataset
+
+        return getattr(cached_dataset, name)
     if name == "virtual_examples":
         from softlabels.analysis import virtual_examples
 

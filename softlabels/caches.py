@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from softlabels.stores.cache import Cache
 
-__all__ = ["check_dataset", "open_cache"]
+__all__ = ["check_dataset", "check_recipe", "open_cache"]
 
 
 def open_cache(path_or_url: str) -> Cache:
@@ -33,3 +33,26 @@ def check_dataset(cache: Cache, dataset: Any, split: str | None = None) -> None:
             f"{cache.fingerprint[:16]}… ({cache.dataset.spec}), dataset fingerprint "
             f"{got[:16]}… ({dataset.spec}, {split} split); dump a cache for this dataset"
         )
+
+
+def check_recipe(cache: Cache, dataset: Any) -> None:
+    """Raise UsageError unless ``dataset`` augments with the recipe ``cache``'s views were
+    made with: replayed views are the teacher's inputs only under that recipe."""
+    import json
+
+    from softlabels.errors import UsageError
+
+    cached = cache.views.recipe
+    here = json.loads(json.dumps(dataset.recipe))
+    if cached is not None and _canonical(cached) != _canonical(here):
+        raise UsageError(
+            f"cache {cache.url} holds views made with the augmentation recipe {cached}, but "
+            f"dataset {dataset.spec} augments with {here}; dump the cache again for this recipe, "
+            'or train with views = "own"'
+        )
+
+
+def _canonical(recipe: Any) -> str:
+    import json
+
+    return json.dumps(recipe, sort_keys=True)

@@ -33,6 +33,8 @@ __all__ = [
     "epoch_aligned_seeds",
     "epoch_seed",
     "predict",
+    "replayed_views",
+    "split_batches",
 ]
 
 DEVICE_RESIDENT_BYTES = 2 << 30  # raw splits up to 2 GiB are kept on the device
@@ -49,6 +51,30 @@ def epoch_aligned_seeds(seed: int, rows: np.ndarray, num_views: int) -> np.ndarr
     (METHODS §13), the seed :class:`BatchStream` draws for it."""
     cols = [view_seeds(epoch_seed(seed, v), rows, 1)[:, 0] for v in range(int(num_views))]
     return np.stack(cols, axis=1) if cols else np.zeros((len(rows), 0), np.uint64)
+
+
+def replayed_views(
+    schedule: str, num_views: int, epoch: int, seed: int, rows: np.ndarray
+) -> np.ndarray:
+    """The cached view (int64 [len(rows)]) each row replays in ``epoch``: view ``epoch mod
+    V`` ("epoch": an epoch-aligned cache's views are the augmentations epochs 0..V-1 of an
+    online run give), or one chosen by a hash of (seed, epoch, row) ("random")."""
+    if schedule == "epoch":
+        return np.full(len(rows), epoch % num_views, dtype=np.int64)
+    if schedule != "random":
+        raise ValueError(f"Expected schedule epoch or random, got {schedule!r}")
+    u = uniform(np.uint64(epoch_seed(seed, epoch)), np.asarray(rows).astype(np.uint64))
+    return np.minimum((u * num_views).astype(np.int64), num_views - 1)
+
+
+def split_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """An epoch's order cut into batches of ``batch_size``, the last partial one dropped
+    (a batch of 1 breaks batch norm, and samplers reshuffle every epoch, so no sample is
+    dropped systematically); the whole order as one batch when it is shorter than that."""
+    n = len(order)
+    if n < batch_size:
+        return [order]
+    return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
 @dataclass
@@ -125,30 +151,17 @@ class BatchStream:
         return max(1, n // self.batch_size) if n >= self.batch_size else 1
 
     def _index_batches(self, epoch: int) -> list[np.ndarray]:
-        order = self.sampler.epoch(epoch)
-        n = len(order)
-        if n < self.batch_size:
-            return [order]
-        # Drop the last partial batch: a batch of 1 breaks batch norm, and the sampler
-        # reshuffles every epoch, so no sample is dropped systematically.
-        return [
-            order[i : i + self.batch_size]
-            for i in range(0, n - self.batch_size + 1, self.batch_size)
-        ]
+        return split_batches(self.sampler.epoch(epoch), self.batch_size)
 
     def _load(self, rows: np.ndarray) -> torch.Tensor:
         if self._resident is not None:
             return self._resident[torch.as_tensor(rows, device=self.device)]
         return self.split.load(rows).to(self.device, non_blocking=True)
 
-    def _views(self, epoch: int, base: int, rows: np.ndarray) -> np.ndarray:
+    def _views(self, epoch: int, rows: np.ndarray) -> np.ndarray:
         """The cached view each row replays in ``epoch``."""
         assert self.cached_views is not None
-        k = self.cached_views.shape[1]
-        if self.schedule == "epoch":
-            return np.full(len(rows), epoch % k, dtype=np.int64)
-        u = uniform(np.uint64(base), rows.astype(np.uint64))
-        return np.minimum((u * k).astype(np.int64), k - 1)
+        return replayed_views(self.schedule, self.cached_views.shape[1], epoch, self.seed, rows)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         batches = self._index_batches(epoch)
@@ -173,7 +186,7 @@ class BatchStream:
                 seeds = None
                 view = np.zeros(len(rows), dtype=np.int64)
                 if self.cached_views is not None:
-                    view = self._views(epoch, base, rows)
+                    view = self._views(epoch, rows)
                     seeds = self.cached_views[rows, view]
                     x = self.dataset.augment(raw, seeds, strength=self.strength)
                 elif self.augment:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from softlabels.caches import check_recipe as _check_recipe
 from softlabels.errors import UsageError
 from softlabels.students._run import DistillResult, Session, StudentRun
 from softlabels.students.methods import Method, get_method
@@ -133,20 +134,6 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
             )
         )
     return runs
-
-
-def _check_recipe(cache: Any, ds: Any) -> None:
-    """Replayed views are only the teacher's inputs under the recipe they were made with."""
-    import json
-
-    cached = cache.views.recipe
-    here = json.loads(json.dumps(ds.recipe))
-    if cached is not None and json.dumps(cached, sort_keys=True) != json.dumps(here, sort_keys=True):
-        raise UsageError(
-            f"cache {cache.url} holds views made with the augmentation recipe {cached}, but "
-            f"dataset {ds.spec} augments with {here}; dump the cache again for this recipe, "
-            "or train with views = \"own\""
-        )
 
 
 def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device) -> dict[str, Any]:
