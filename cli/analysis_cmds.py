@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from softlabels.cli._render import err, errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._storage import LeaseOpt, StorageOpt, cache_storage
 
 if TYPE_CHECKING:
     from softlabels.analysis import VirtualExamples
@@ -50,13 +51,15 @@ def tune_tau(
         bool, typer.Option("--dry-run", help="Do not write the choice into the cache.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    storage_options: StorageOpt = None,
+    lease_seconds: LeaseOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Virtual-example distribution over a (T, p) grid in one pass, and DiVE's rule of thumb.
 
     The choice is stored in the cache (for `distill --tau auto`) unless --dry-run.
     """
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options, lease_seconds):
         from softlabels import open_cache
         from softlabels.analysis import (
             check_writable,

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from softlabels.cli._render import errors_to_exit, out, print_json, progress_bar
+from softlabels.cli._storage import LeaseOpt, StorageOpt, cache_storage
 
 __all__ = ["register"]
 
@@ -43,10 +44,12 @@ def calibrate(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing NAME+METHOD teacher.")
     ] = False,
+    storage_options: StorageOpt = None,
+    lease_seconds: LeaseOpt = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Calibrate a teacher on its cached features; store it as the teacher NAME+METHOD."""
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options, lease_seconds):
         from softlabels.calibration import calibrate as run_calibrate
 
         with progress_bar("calibrate", enabled=not json_) as update:
