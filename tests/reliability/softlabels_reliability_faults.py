@@ -427,9 +427,10 @@ def run_repeated_kills(
     s3: Any = None,
 ) -> RepeatedKills:
     """Start the same ``softlabels dump`` command ``kills`` times, each SIGKILLed a random
-    delay after it took the lock (0 to one chunk's compute: during setup, a chunk or a
-    commit); then run it once more to its end (in-process) and compare with ``reference``.
-    Each run resumes what the ones before committed, with no flag."""
+    delay after it took the lock (uniform over 90 % of the teacher time its pending chunks
+    need at least: in its setup, a chunk, a commit; never after its end); then run it once
+    more to its end (in-process) and compare with ``reference``. Each run resumes what the
+    ones before committed, with no flag."""
     t0 = time.monotonic()
     where = Where(out, s3)
     result = RepeatedKills(kind, kills)
@@ -438,7 +439,8 @@ def run_repeated_kills(
     env = subprocess_env(**{SLEEP_ENV: str(sleep)}, **where.env())
     snapshot: dict[str, bytes] = {}
     for _ in range(kills):
-        delay = rng.uniform(0.0, per_chunk)
+        pending = NUM_CHUNKS - (_chunk_records(where.local()) if where.exists("manifest") else 0)
+        delay = rng.uniform(0.0, 0.9 * max(1, pending) * per_chunk)
         with subprocess.Popen(
             cmd, env=env, cwd=where.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         ) as proc:

@@ -72,7 +72,7 @@ def test_same_command_killed_again_and_again_ends_identical(tmp_path: Path, refe
     flag: the cache ends byte-identical to an uninterrupted dump, nothing committed lost.
     (``benchmarks/fault_injection.py --repeat-kills 20`` runs twenty.)"""
     ref = reference("views")
-    result = run_repeated_kills(tmp_path / "again.slc", ref, "views", 3, random.Random("again-1"))
+    result = run_repeated_kills(tmp_path / "again.slc", ref, "views", 3, random.Random("again-2"))
     report = json.dumps(result.to_dict(), indent=1)
     assert result.delivered == 3, report  # every signal found the dump running
     assert result.damaged_after_kill == [] and result.lost == [], report
