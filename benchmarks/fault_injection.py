@@ -9,8 +9,14 @@ the same Typer app in-process for everything else) on a tiny long-tailed MNIST-1
 * kill: per cache kind (one teacher, two teachers, ``--views 3``), ``--trials`` dumps killed
   with SIGKILL (trial 0 as soon as the lock exists, before any commit; trial 1 inside the last
   chunk; the rest after a seeded uniform delay over the chunk loop), then the same command
-  (refused without ``--break-lock``, resumed with it); the cache must equal an uninterrupted
-  dump byte for byte, and every file committed before the kill must be unchanged.
+  again, with no flag (the killed writer's lock died with it); the cache must equal an
+  uninterrupted dump byte for byte, and every file committed before the kill must be
+  unchanged.
+* s3: the same kill trials (``--s3-trials`` per kind) on ``s3://`` against a local S3
+  server (moto, 127.0.0.1; skipped without ``moto[server]`` and ``s3fs``): the rerun takes
+  over the lease of the dead writer of this host at once.
+* repeat: one local cache, the same command SIGKILLed ``--repeat-kills`` times at random
+  moments, each run resuming the last, then run to its end: the bytes of an uninterrupted dump.
 * damage: ``--damage-trials`` copies of a reference cache with 1-4 random files damaged
   (byte flipped, truncated, deleted; chunk files, Parquet tables, metadata, manifest
   records); ``verify`` must name each; when teacher ``a``'s logits are among them, ``distill``
@@ -47,8 +53,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "reliability"))
+sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
 
 import softlabels_reliability_faults as F  # noqa: E402
+import softlabels_s3_server as S3  # noqa: E402
 
 DISTILL_EPOCHS = 6
 
@@ -62,17 +70,25 @@ def _reference(work: Path, kind: str) -> Path:
 
 
 def kill_trials(
-    work: Path, refs: dict[str, Path], trials: int, rng: random.Random, sleep: float
+    work: Path,
+    refs: dict[str, Path],
+    trials: int,
+    rng: random.Random,
+    sleep: float,
+    s3: Any = None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    section = "s3" if s3 else "kill"
     for kind in F.KINDS:
         for i in range(trials):
             strategy = "early" if i == 0 else "last" if i == 1 else "random"
-            target = work / "kill" / f"{kind}-{i}.slc"
+            target = work / section / f"{kind}-{i}.slc"
             target.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.monotonic()
             try:
-                trial = F.run_kill_trial(target, refs[kind], kind, strategy, rng, sleep=sleep)
+                trial = F.run_kill_trial(
+                    target, refs[kind], kind, strategy, rng, sleep=sleep, s3=s3
+                )
                 row = trial.to_dict()
             except Exception as exc:  # a harness failure is a failed trial, not a crash
                 row = {
@@ -87,14 +103,46 @@ def kill_trials(
             out.append(row)
             flag = "ok" if row["ok"] else "FAIL"
             print(
-                f"  kill {kind:6s} #{i:02d} {strategy:6s} {row.get('anchor', '?'):27s} "
+                f"  {section} {kind:6s} #{i:02d} {strategy:6s} {row.get('anchor', '?'):27s} "
                 f"+{row.get('delay', 0):5.3f}s "
                 f"killed={row['killed']!s:5s} commits={row.get('commits_before', '-')} "
                 f"{flag} {row.get('note', '')[:120]}",
                 flush=True,
             )
-            shutil.rmtree(target, ignore_errors=True)
+            F.Where(target, s3).remove()
     return out
+
+
+def s3_kill_trials(
+    work: Path, refs: dict[str, Path], trials: int, rng: random.Random, sleep: float
+) -> tuple[list[dict[str, Any]], str | None]:
+    why = S3.available()
+    if why or trials <= 0:
+        return [], why or "--s3-trials 0"
+    server = S3.start()
+    try:
+        with server.configure():
+            return kill_trials(work, refs, trials, rng, sleep, s3=server), None
+    finally:
+        server.stop()
+
+
+def repeat_trial(
+    work: Path, refs: dict[str, Path], kills: int, rng: random.Random, sleep: float
+) -> list[dict[str, Any]]:
+    if kills <= 0:
+        return []
+    result = F.run_repeated_kills(work / "repeat" / "views.slc", refs["views"], "views", kills,
+                                  rng, sleep=sleep)  # fmt: skip
+    row = result.to_dict()
+    print(
+        f"  repeat: {row['delivered']} of {kills} kills delivered, commits at each kill "
+        f"{row['commits_at_kill']}, rerun {row['resumed_status']}, "
+        f"{'ok' if row['ok'] else 'FAIL ' + str(row['differences'][:3]) + row['note']}",
+        flush=True,
+    )
+    shutil.rmtree(work / "repeat", ignore_errors=True)
+    return [row]
 
 
 def damage_trials(
@@ -321,9 +369,19 @@ def distill_trials(work: Path, ref: Path, trials: int, rng: random.Random) -> li
     return out
 
 
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="kill -9 trials per cache kind")
+    parser.add_argument(
+        "--s3-trials", type=int, default=None, help="kill -9 trials per kind on s3:// (--trials)"
+    )
+    parser.add_argument(
+        "--repeat-kills", type=int, default=20, help="kills of one cache, each rerun (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--damage-trials", type=int, default=None, help="default: 3 x --trials")
     parser.add_argument(
@@ -347,6 +405,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     sections = [
         ("kill", lambda: kill_trials(work, refs, args.trials, rng, args.sleep)),
+        ("s3", lambda: s3_kill_trials(work, refs, _or(args.s3_trials, args.trials), rng,
+                                      args.sleep)),
+        ("repeat", lambda: repeat_trial(work, refs, args.repeat_kills, rng, args.sleep)),
         ("damage", lambda: damage_trials(work, refs, args.damage_trials or 3 * args.trials, rng)),
         ("enospc", lambda: enospc_trials(work, refs, args.enospc_stride)),
         ("tmpfs", lambda: tmpfs_trials(work, refs, args.tmpfs_trials, rng)),
@@ -362,7 +423,7 @@ def main() -> None:
             traceback.print_exc()
             got = []
             skipped[name] = "harness error (see traceback)"
-        if name == "tmpfs":
+        if name in ("tmpfs", "s3"):
             got, why = got if isinstance(got, tuple) else (got, None)
             if why:
                 skipped[name] = why
@@ -370,6 +431,8 @@ def main() -> None:
         print(f"{name}: {len(got)} trials in {time.monotonic() - s0:.0f} s", flush=True)
 
     kills = results["kill"]
+    s3_kills = results["s3"]
+    repeat = results["repeat"]
     damage = results["damage"]
     enospc = results["enospc"]
     tmpfs = results["tmpfs"]
@@ -393,6 +456,28 @@ def main() -> None:
             ],
             "ok": sum(r["ok"] for r in kills),
             "data_lost": sum(len(r["lost"]) for r in kills),
+        },
+        "s3": {
+            "trials": len(s3_kills),
+            "signals_delivered": sum(bool(r["killed"]) for r in s3_kills),
+            "commits_before_kill": dict(Counter(r.get("commits_before") for r in s3_kills)),
+            "rerun_notes": sum(len(r.get("rerun_notes", [])) for r in s3_kills),
+            "failed": [
+                (r["kind"], r.get("anchor"), r.get("delay"), r.get("note", "")[:200])
+                for r in s3_kills
+                if not r["ok"]
+            ],
+            "ok": sum(r["ok"] for r in s3_kills),
+            "data_lost": sum(len(r["lost"]) for r in s3_kills),
+        },
+        "repeat": {
+            "trials": len(repeat),
+            "kills": sum(r["kills"] for r in repeat),
+            "signals_delivered": sum(r["delivered"] for r in repeat),
+            "commits_at_kill": [c for r in repeat for c in r["commits_at_kill"]],
+            "byte_identical": sum(r["resumed_exit"] == 0 and not r["differences"] for r in repeat),
+            "ok": sum(r["ok"] for r in repeat),
+            "data_lost": sum(len(r["lost"]) for r in repeat),
         },
         "damage": {
             "trials": len(damage),
@@ -428,9 +513,12 @@ def main() -> None:
         },
         "skipped": skipped,
     }
-    trials = sum(summary[s]["trials"] for s in ("kill", "damage", "enospc", "tmpfs", "distill"))
+    sections_run = ("kill", "s3", "repeat", "damage", "enospc", "tmpfs", "distill")
+    trials = sum(summary[s]["trials"] for s in sections_run)
     faults = (
         summary["kill"]["signals_delivered"]
+        + summary["s3"]["signals_delivered"]
+        + summary["repeat"]["signals_delivered"]
         + summary["damage"]["files_damaged"]
         + summary["enospc"]["trials"]
         + summary["tmpfs"]["disk_filled"]
@@ -445,6 +533,7 @@ def main() -> None:
         )
     )
     lost = summary["kill"]["data_lost"] + summary["enospc"]["data_lost"]
+    lost += summary["s3"]["data_lost"] + summary["repeat"]["data_lost"]
     lost += summary["tmpfs"]["data_lost"]
     summary["totals"] = {
         "trials_run": trials,
@@ -454,13 +543,11 @@ def main() -> None:
         + summary["enospc"]["trials"]
         + summary["tmpfs"]["disk_filled"],
         "data_lost": lost,
-        "trials_ok": sum(
-            summary[s]["ok"] for s in ("kill", "damage", "enospc", "tmpfs", "distill")
-        ),
+        "trials_ok": sum(summary[s]["ok"] for s in sections_run),
     }
     print()
     print(f"trials run        {trials}")
-    for name in ("kill", "damage", "enospc", "tmpfs", "distill"):
+    for name in sections_run:
         print(f"  {name:8s} {json.dumps(summary[name])}")
     print(f"faults injected   {faults}")
     print(

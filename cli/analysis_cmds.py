@@ -17,6 +17,7 @@ from softlabels.cli._render import (
     print_json,
     progress_bar,
 )
+from softlabels.cli._storage import LeaseOpt, StorageOpt, cache_storage
 
 if TYPE_CHECKING:
     from softlabels.analysis import VirtualExamples
@@ -56,6 +57,8 @@ def tune_tau(
         bool, typer.Option("--dry-run", help="Do not write the choice into the cache.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    storage_options: StorageOpt = None,
+    lease_seconds: LeaseOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -63,7 +66,7 @@ def tune_tau(
 
     The choice is stored in the cache (for `distill --tau auto`) unless --dry-run.
     """
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options, lease_seconds):
         from softlabels import open_cache
         from softlabels.analysis import (
             check_writable,

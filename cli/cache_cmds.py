@@ -16,6 +16,7 @@ from softlabels.cli._render import (
     print_json,
     progress_bar,
 )
+from softlabels.cli._storage import LeaseOpt, StorageOpt, cache_storage
 
 __all__ = ["register"]
 
@@ -55,13 +56,20 @@ def dump(
         bool, typer.Option(help="Replace a cache made with other settings.")
     ] = False,
     break_lock: Annotated[
-        bool, typer.Option(help="Clear a stale lock left by a dead process.")
+        bool,
+        typer.Option(
+            help="A stale lock whose holder may still run (another host's, an unexpired "
+            "lease): take it over. A dead writer's lock needs no flag; a live process of this "
+            "host keeps its lock."
+        ),
     ] = False,
+    storage_options: StorageOpt = None,
+    lease_seconds: LeaseOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run teachers once over a dataset and write their logits (and features) to a cache."""
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(out_, storage_options, lease_seconds):
         from softlabels.distributed import is_main
         from softlabels.teachers import DumpConfig, parse_teacher
         from softlabels.teachers import dump as run_dump
@@ -115,10 +123,11 @@ def dump(
 
 def inspect(
     cache: Annotated[str, typer.Argument(help="Cache location.")],
+    storage_options: StorageOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Describe a cache: shape, teachers, dtypes, sizes, completeness, class counts."""
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options):
         from softlabels import open_cache
         from softlabels.inspection import describe
 
@@ -191,6 +200,7 @@ def verify(
     sample: Annotated[int, typer.Option(help="Cached (row, view) pairs to re-run.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sample of views.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    storage_options: StorageOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Recompute every chunk checksum, check completeness and the dataset fingerprint;
@@ -198,7 +208,7 @@ def verify(
 
     Exit 0 when sound, 1 when something is wrong, 2 for usage errors.
     """
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options):
         from softlabels.errors import UsageError
         from softlabels.inspection import verify as run_verify
 

@@ -16,6 +16,7 @@ from softlabels.cli._render import (
     print_json,
     progress_bar,
 )
+from softlabels.cli._storage import LeaseOpt, StorageOpt, cache_storage
 
 __all__ = ["register"]
 
@@ -62,11 +63,13 @@ def calibrate(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing NAME+METHOD teacher.")
     ] = False,
+    storage_options: StorageOpt = None,
+    lease_seconds: LeaseOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Calibrate a teacher on its cached features; store it as the teacher NAME+METHOD."""
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options, lease_seconds):
         from softlabels.calibration import calibrate as run_calibrate
 
         with progress_bar("calibrate", enabled=not (json_ or quiet)) as update:

@@ -20,6 +20,7 @@ from softlabels.cli._render import (
     print_json,
     progress_bar,
 )
+from softlabels.cli._storage import StorageOpt, cache_storage
 from softlabels.students.methods import get_method, list_methods, option_kinds
 
 _METHODS = ", ".join(list_methods())
@@ -71,6 +72,7 @@ def distill(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
     plots: Annotated[bool, typer.Option(help="Write per-class and group plots.")] = True,
+    storage_options: StorageOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     wide: Annotated[
@@ -82,7 +84,7 @@ def distill(
 
     Flags given with --plan override the plan's values for every student.
     """
-    with errors_to_exit():
+    with errors_to_exit(), cache_storage(cache, storage_options):
         from softlabels.distributed import is_main
         from softlabels.errors import UsageError
         from softlabels.students import StudentSpec, load_plan

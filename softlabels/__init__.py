@@ -19,10 +19,11 @@ __all__ = [
     "check_dataset",
     "open_cache",
     "report",
+    "storage_options",
     "virtual_examples",
 ]
 
-from softlabels.caches import check_dataset, open_cache
+from softlabels.caches import check_dataset, open_cache, storage_options
 
 if TYPE_CHECKING:
     from softlabels.analysis import virtual_examples

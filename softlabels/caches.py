@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from softlabels.stores.cache import Cache
 
-__all__ = ["check_dataset", "check_recipe", "open_cache"]
+__all__ = ["check_dataset", "check_recipe", "open_cache", "storage_options"]
 
 
-def open_cache(path_or_url: str) -> Cache:
+def open_cache(path_or_url: str, storage_options: Mapping[str, Any] | None = None) -> Cache:
     """Open a cache read-only: a local folder or an fsspec URL (``memory://``, ``s3://`` ...).
+
+    ``storage_options`` go to the fsspec filesystem, over fsspec's own configuration
+    (``FSSPEC_S3_ENDPOINT_URL`` ...).
 
     >>> cache = softlabels.open_cache("runs/mnist1d.slc")   # doctest: +SKIP
     >>> cache.teacher("bsce").logits                         # lazy zarr array [N, V, C]
     """
     from softlabels.stores.cache import Cache
 
-    return Cache(path_or_url)
+    return Cache(path_or_url, storage_options)
+
+
+@contextmanager
+def storage_options(url: str, options: Mapping[str, Any] | None) -> Iterator[None]:
+    """Every cache of ``url``'s protocol opened in the block (by dump, distill, calibrate ...)
+    gets these fsspec options, e.g. ``{"client_kwargs": {"endpoint_url": ...}}`` for s3://.
+
+    >>> with softlabels.storage_options("s3://", {"anon": False}):   # doctest: +SKIP
+    ...     softlabels.open_cache("s3://bucket/c.slc").verify()
+    """
+    from softlabels.stores._fs import storage_options as given
+
+    with given(url, options):
+        yield
 
 
 def check_dataset(cache: Cache, dataset: Any, split: str | None = None) -> None:

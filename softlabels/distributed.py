@@ -3,7 +3,8 @@
 Under ``torchrun`` (``WORLD_SIZE`` > 1 with ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT`` set) :func:`setup` joins the default process group with PyTorch's own
 ``env://`` rendezvous: gloo on the CPU, gloo + NCCL (``cpu:gloo,cuda:nccl``) with CUDA,
-each rank on ``cuda:LOCAL_RANK``. Without those variables nothing is started and every
+each rank on ``cuda:LOCAL_RANK``; under ``torchrun --max-restarts`` each attempt of the group
+has its own keys in the store (see :func:`_attempt_store`). Without those variables nothing is started and every
 helper answers as for one process (rank 0 of 1), so single-process runs are unchanged.
 
 The helpers that the dump uses (:func:`barrier`, :func:`broadcast_json`,
@@ -178,11 +179,30 @@ def setup(device: str = "auto") -> Context:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         backend = "cpu:gloo,cuda:nccl"  # gloo for small CPU objects, NCCL for gradients
-    dist.init_process_group(backend=backend, init_method="env://", timeout=timeout())
+    rank_, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    dist.init_process_group(
+        backend=backend, store=_attempt_store(rank_, world), rank=rank_, world_size=world,
+        timeout=timeout(),
+    )  # fmt: skip
     _state["owned"] = True
     atexit.register(_shutdown)
     _install_sigterm()
     return Context(int(dist.get_rank()), int(dist.get_world_size()), local, dev, backend)
+
+
+def _attempt_store(rank: int, world: int) -> Any:
+    """The ``env://`` store, its keys prefixed by torchrun's restart count.
+
+    Under ``torchrun --max-restarts`` every attempt of the group reaches the same store (the
+    agent's), which still holds the previous attempt's keys: gloo's peers would read the
+    address of a dead process and fail to connect ("Connection refused"). Each attempt gets
+    its own key space instead, so a restarted group meets only its own members.
+    """
+    import torch.distributed as dist
+
+    store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout()))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"softlabels/attempt-{attempt}", store)
 
 
 def _shutdown() -> None:

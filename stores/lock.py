@@ -1,125 +1,137 @@
-"""One writer per cache: a lock file with the owner's pid and host.
+"""One writer per cache, and a writer that dies never blocks the rerun.
 
-On a local filesystem the lock is created with O_EXCL, so two writers cannot both get it.
-A lock left by a process that no longer runs on this host is *stale*: it is recognised and
-reported, and cleared only when the user asks (``--break-lock``).
+The lock is the file (or object) ``.softlabels.lock`` at the cache root, naming its holder
+(:class:`Holder`: pid, host, a uuid, what it runs). How it is held depends on the storage:
+
+* **Local and network folders**: an OS lock (``fcntl.flock``) on the lock file, kept open
+  for the writer's lifetime. The kernel releases it when the process ends however it ends
+  (SIGKILL, OOM, preemption), so the rerun of the same command simply takes it: no flag.
+  A releasing holder removes the file before closing it, so a taker checks that the file
+  it locked is still the one at the path.
+* **Folders where the OS cannot lock** (``flock`` fails with ENOLCK, EOPNOTSUPP ...): the
+  file is created exclusively, whole (written beside it, then hard-linked into place), and
+  a holder *proven dead* (same host, boot and pid namespace, and its pid is gone or now
+  another process) is taken over with a one-line notice on stderr.
+* **Object stores** (every fsspec protocol but the local one): a *lease*. The lock object
+  carries an expiry, renewed by a heartbeat thread every ``lease/4`` s while the writer
+  runs; once expired (or its holder proven dead) another writer takes it over, with a
+  notice. The default lease is 120 s (``SOFTLABELS_LEASE_SECONDS``, ``--lease-seconds``).
+  Writes are conditional where the store offers it (S3: ``If-None-Match: *`` to create,
+  ``If-Match: <etag>`` to renew or take over, so of two racing writers exactly one wins);
+  elsewhere the lock is written, then read back and its uuid compared (best effort: two
+  writers racing within one round trip on a store without conditional writes may both
+  believe they won). Expiries are wall-clock times: the hosts' clocks must agree to well
+  within the lease. A writer that finds its lease taken (it stalled past its expiry) stops
+  at its next commit (:meth:`CacheLock.check`); what it committed before stays.
+
+``--break-lock`` (``break_stale``) takes over a lock whose holder may still be alive but
+cannot be shown to be (another host, an unexpired lease); it never breaks the lock of a
+live process of this host.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
+import threading
+from dataclasses import asdict
 from types import TracebackType
 
 from softlabels.stores._fs import Location
-from softlabels.stores.errors import CacheLockedError
+from softlabels.stores._holder import Holder, Way, busy
+from softlabels.stores._lease import (
+    DEFAULT_LEASE_SECONDS,
+    LEASE_ENV,
+    Lease,
+    lease_seconds,
+    using_lease,
+)
+from softlabels.stores._local_lock import LOCK_NAME, FlockFile, LinkFile
 
-__all__ = ["CacheLock", "read_lock"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "LEASE_ENV",
+    "LOCK_KEY",
+    "CacheLock",
+    "Holder",
+    "lease_seconds",
+    "read_lock",
+    "using_lease",
+]
 
-LOCK_KEY = ".softlabels.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+LOCK_KEY = LOCK_NAME
+_held_here: set[str] = set()  # lock paths this process holds (flock may be per process on NFS)
+_held_guard = threading.Lock()
 
 
 def read_lock(loc: Location) -> dict[str, object] | None:
-    if not loc.exists(LOCK_KEY):
-        return None
+    """The lock document of a cache as a dict (None when there is no lock file)."""
     try:
-        doc = json.loads(loc.read(LOCK_KEY))
-        if not isinstance(doc, dict) or not isinstance(doc.get("pid"), int):
-            raise ValueError("no pid")
-        return dict(doc)
-    except FileNotFoundError:
+        data = loc.read(LOCK_KEY)
+    except (FileNotFoundError, OSError):
         return None
-    except (ValueError, OSError):
-        return {"pid": -1, "host": "?", "unreadable": True}
-
-
-def is_stale(info: dict[str, object]) -> bool:
-    return info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", -1)))  # type: ignore[call-overload]
+    holder = Holder.parse(data)
+    return asdict(holder) if holder else {"pid": -1, "host": "?", "unreadable": True}
 
 
 class CacheLock:
-    """Context manager holding the write lock of one cache."""
+    """Context manager holding the write lock of one cache (see the module docstring)."""
 
-    def __init__(self, loc: Location, *, break_stale: bool = False, owner: str = "dump") -> None:
+    def __init__(
+        self,
+        loc: Location,
+        *,
+        break_stale: bool = False,
+        owner: str = "dump",
+        lease: float | None = None,
+    ) -> None:
         self.loc = loc
         self.break_stale = break_stale
         self.owner = owner
+        self.lease = lease
         self.held = False
+        self.holder: Holder | None = None
+        self._way: Way | None = None
+
+    @property
+    def path(self) -> str:
+        return self.loc.path(LOCK_KEY)
 
     def acquire(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": time.time(),
-            "owner": self.owner,
-        }
-        payload = json.dumps(info).encode()
-        for _ in range(2):
-            if self._try_create(payload):
-                self.held = True
-                return
-            held = read_lock(self.loc) or {}
-            if held.get("unreadable"):
-                # A writer died between creating the lock and writing its pid into it.
-                if not self.break_stale:
-                    raise CacheLockedError(
-                        f"{self.loc.url} has an unreadable lock file (a writer died while taking it?); "
-                        "if no other dump is running, rerun with --break-lock to clear it"
-                    )
-                self.loc.remove(LOCK_KEY)
-                continue
-            if is_stale(held):
-                if not self.break_stale:
-                    raise CacheLockedError(
-                        f"{self.loc.url} has a stale lock from process {held.get('pid')} on "
-                        f"{held.get('host')}, which no longer runs; rerun with --break-lock to clear it"
-                    )
-                self.loc.remove(LOCK_KEY)
-                continue
-            what = "wait for it to finish"
-            if not self.break_stale:
-                what += " (or, if that process is gone for good, rerun with --break-lock)"
-            else:
-                what += "; --break-lock never breaks the lock of a live process"
-            raise CacheLockedError(
-                f"{self.loc.url} is being written by process {held.get('pid')} on "
-                f"{held.get('host')} ({held.get('owner', 'writer')}); {what}"
-            )
-        raise CacheLockedError(f"could not take the lock of {self.loc.url}")
-
-    def _try_create(self, payload: bytes) -> bool:
-        path = self.loc.path(LOCK_KEY)
+        if self.held:
+            return
+        with _held_guard:
+            if self.path in _held_here:
+                raise busy(self.loc.url, Holder.me(self.owner), self.break_stale)
+        url, path, owner, brk = self.loc.url, self.path, self.owner, self.break_stale
         if self.loc.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            return True
-        # Object stores have no O_EXCL: check-then-put (documented as best effort).
-        if self.loc.exists(LOCK_KEY):
-            return False
-        self.loc.fs.pipe_file(path, payload)
-        return True
+            way: Way = FlockFile(url, path, owner, brk)
+            if not way.acquire():
+                way = LinkFile(url, path, owner, brk)
+                way.acquire()
+        else:
+            way = Lease(url, self.loc.fs, path, owner, brk, self.lease or lease_seconds())
+            way.acquire()
+        self._way, self.holder = way, way.holder
+        self.held = True
+        with _held_guard:
+            _held_here.add(self.path)
+
+    def check(self) -> None:
+        """Raise CacheLockedError when this writer no longer holds the lock (a lease taken
+        over after it stalled, a lock broken from elsewhere): call before each commit."""
+        if self.held and self._way is not None:
+            self._way.check()
 
     def release(self) -> None:
-        if self.held:
-            self.loc.remove(LOCK_KEY)
+        if not self.held:
+            return
+        try:
+            if self._way is not None:
+                self._way.release()
+        finally:
             self.held = False
+            self._way = None
+            with _held_guard:
+                _held_here.discard(self.path)
 
     def __enter__(self) -> CacheLock:
         self.acquire()

@@ -9,7 +9,7 @@ metadata document, each row chunk, each array stored whole. Lazy zarr arrays
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -260,10 +260,10 @@ class Cache:
     dict that was read (kept for existing callers).
     """
 
-    def __init__(self, path_or_url: str) -> None:
+    def __init__(self, path_or_url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         import zarr
 
-        self.loc = resolve(path_or_url)
+        self.loc = resolve(path_or_url, storage_options)
         attrs = read_root_attrs(self.loc)
         if attrs is None:
             what = "does not exist" if not self.loc.exists() else "is not a softlabels cache"

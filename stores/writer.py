@@ -237,7 +237,7 @@ class CacheWriter:
             if spec.by_row and (prefix is None or path.startswith(prefix)):
                 meta_key = array_meta_key(path)
                 rec.entries[meta_key] = entry_for(self.loc, meta_key)
-        self.manifest.write(rec)
+        self._commit(rec)
 
     def write_chunk(self, chunk: int, data: dict[str, np.ndarray], part: str | None = None) -> None:
         """Write every array of one row chunk, then commit it with its manifest record.
@@ -265,6 +265,13 @@ class CacheWriter:
                 continue
             self.loc.write(key, raw)
             rec.entries[path] = Entry(key=key, nbytes=len(raw), sha256=sha256(raw))
+        self._commit(rec)
+
+    def _commit(self, rec: Record) -> None:
+        """Write a manifest record, if this writer still holds the lock (a lease taken over
+        while it stalled must not commit; the attached ranks of a job hold none)."""
+        if self.lock is not None:
+            self.lock.check()
         self.manifest.write(rec)
 
     def _array_meta(self, path: str) -> dict[str, Any]:
@@ -350,11 +357,12 @@ def _update(url: str, change: Callable[[CacheMeta], CacheMeta], owner: str) -> C
     missing = f"{loc.url} is not a softlabels cache; nothing was written"
     if read_root_attrs(loc) is None:  # before locking: taking the lock would create the folder
         raise CacheNotFoundError(missing)
-    with CacheLock(loc, owner=owner):
+    with CacheLock(loc, owner=owner) as lock:
         attrs = read_root_attrs(loc)
         if attrs is None:
             raise CacheNotFoundError(missing)
         meta = change(parse_meta(loc, attrs))
+        lock.check()
         rewrite_root_attrs(loc, meta.to_dict())
     return meta
 
@@ -456,6 +464,7 @@ def add_teacher(
         # What the teacher has is what was written, whatever ``info`` said.
         record = record.updated(features=FEATURES in rows, classifier=CLASSIFIER_WEIGHT in static)
         meta = meta.updated(teachers={**meta.teachers, name: record})
+        lock.check()
         rewrite_root_attrs(loc, meta.to_dict())
     finally:
         lock.release()

@@ -136,17 +136,17 @@ def test_second_writer_refused_on_a_new_cache(tmp_path: Path, cli) -> None:
         assert sorted(p.name for p in out.iterdir()) == [LOCK]
 
 
-def test_break_lock_clears_an_unreadable_lock(cache: Path, cli) -> None:
+def test_unreadable_lock_does_not_block_the_rerun(cache: Path, cli) -> None:
+    """A writer killed between creating the lock file and naming itself in it leaves an
+    empty file that no process holds: the same command simply runs (no --break-lock)."""
     (cache / LOCK).write_bytes(b"")
-    line = one_error_line(cli(*dump_args(cache), "--json"))
-    assert "--break-lock" in line
-    result = cli(*dump_args(cache), "--break-lock", "--json")
-    if result.exit_code == 2:  # refusing is fine if it says what is wrong and what to do
-        line = one_error_line(result)
-        assert "live process" not in line and "unreadable" in line and LOCK in line
-        return
+    result = cli(*dump_args(cache), "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "complete"
+    assert not (cache / LOCK).exists()
+    (cache / LOCK).write_bytes(b"")  # --break-lock has nothing to break either
+    result = cli(*dump_args(cache), "--break-lock", "--json")
+    assert result.exit_code == 0, result.stderr
     assert not (cache / LOCK).exists()
 
 

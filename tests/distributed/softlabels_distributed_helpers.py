@@ -54,10 +54,14 @@ def dump_in_process(out: Path | str) -> Any:
         return dump(cfg, str(out), device="cpu")
 
 
-def torchrun(
-    *args: str, nproc: int = 2, entry: str = "module", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``torchrun --standalone --nproc_per_node=N -m softlabels ARGS`` (or the script)."""
+def torchrun_command(
+    *args: str,
+    nproc: int = 2,
+    entry: str = "module",
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of :func:`torchrun`."""
     target = ["-m", "softlabels"] if entry == "module" else [_script()]
     cmd = [
         sys.executable,
@@ -65,6 +69,7 @@ def torchrun(
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={nproc}",
+        *launcher,
         *target,
         *args,
     ]
@@ -74,6 +79,19 @@ def torchrun(
     )
     full_env["SOFTLABELS_DIST_TIMEOUT"] = "3"  # minutes: a lost peer ends the run, not the suite
     full_env.update(env or {})
+    return cmd, full_env
+
+
+def torchrun(
+    *args: str,
+    nproc: int = 2,
+    entry: str = "module",
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node=N [LAUNCHER] -m softlabels ARGS`` (or the
+    script); ``launcher``: more torchrun options (``--max-restarts``)."""
+    cmd, full_env = torchrun_command(*args, nproc=nproc, entry=entry, env=env, launcher=launcher)
     return subprocess.run(
         cmd,
         cwd=ROOT,
@@ -83,6 +101,23 @@ def torchrun(
         timeout=TORCHRUN_TIMEOUT,
         check=False,
     )
+
+
+def worker_pid(launcher_pid: int, rank: int, attempt: int = 0) -> int | None:
+    """The pid of torchrun's worker of ``rank`` in restart ``attempt`` (Linux /proc), if running."""
+    try:
+        children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
+        try:
+            raw = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        env = dict(kv.decode(errors="replace").split("=", 1) for kv in raw if b"=" in kv)
+        if env.get("RANK") == str(rank) and env.get("TORCHELASTIC_RESTART_COUNT") == str(attempt):
+            return int(child)
+    return None
 
 
 def _script() -> str:

@@ -3,12 +3,15 @@
 It is a fixed, seeded linear net. With ``SOFTLABELS_TEST_CRASH_RANK`` set to this process's
 ``RANK``, it kills its process (``os._exit``, no clean-up: a crash) at its
 ``SOFTLABELS_TEST_CRASH_AFTER``-th forward call; anywhere else it computes normally, so a
-resumed one-process dump writes the same bytes as an uninterrupted one.
+resumed one-process dump writes the same bytes as an uninterrupted one. With
+``SOFTLABELS_TEST_CRASH_ATTEMPT`` set too, it dies by SIGKILL, and only in that attempt of
+the job (torchrun's ``TORCHELASTIC_RESTART_COUNT``): the restarted group runs normally.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 import torch
 from torch import nn
@@ -35,7 +38,11 @@ class _Crash(nn.Module):
         rank = os.environ.get("SOFTLABELS_TEST_CRASH_RANK")
         after = int(os.environ.get("SOFTLABELS_TEST_CRASH_AFTER", "1") or 1)
         if rank is not None and rank == os.environ.get("RANK") and self.calls >= after:
-            os._exit(17)
+            attempt = os.environ.get("SOFTLABELS_TEST_CRASH_ATTEMPT")
+            if attempt is None:
+                os._exit(17)
+            if attempt == os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"):
+                os.kill(os.getpid(), signal.SIGKILL)
         return self.head(self.features(x))
 
 

@@ -5,8 +5,10 @@ command line: in-process through Typer's runner, or as ``python -m softlabels`` 
 subprocess that is killed with SIGKILL.
 
 * :func:`run_kill_trial`: start a dump in a subprocess, SIGKILL it at a chosen moment, check
-  what it left, resume it with the same command (plus ``--break-lock``), compare with an
-  uninterrupted dump.
+  what it left, rerun the same command (no flags: the dead writer's lock blocks nothing),
+  compare with an uninterrupted dump; into a local folder or an ``s3://`` URL (:class:`Where`).
+* :func:`run_repeated_kills`: one cache, the same command started and SIGKILLed again and
+  again at random moments, then run to the end: the bytes of an uninterrupted dump.
 * :class:`DiskFull`: every write of a dump (chunk files, manifest records, tables, zarr
   metadata) counted; the k-th fails with ENOSPC, leaving a partial file as a full disk does.
 * :func:`damage_targets` / :func:`damage` / :func:`detected`: damage one file of a cache and
@@ -172,9 +174,65 @@ def compare_with_reference(out: Path, reference: Path) -> list[str]:
 # --------------------------------------------------------------------------- kill -9
 
 
+class Where:
+    """Where a killed dump writes: a local folder, or ``s3://`` on a test server (then
+    ``folder`` holds a local copy, fetched by :meth:`local`, for the byte comparisons)."""
+
+    def __init__(self, folder: Path, s3: Any = None) -> None:
+        self.folder, self.s3 = folder, s3
+        self.target = s3.url(f"{folder.parent.name}-{folder.name}") if s3 else str(folder)
+        self._fs = s3.fs() if s3 else None
+
+    @property
+    def cwd(self) -> Path:
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        return self.folder.parent
+
+    def env(self) -> dict[str, str]:
+        return dict(self.s3.env) if self.s3 else {}
+
+    def exists(self, key: str) -> bool:
+        if self._fs is None:
+            return (self.folder / key).exists()
+        path = f"{self.target}/{key}"
+        self._fs.invalidate_cache(path)
+        return bool(self._fs.exists(path))
+
+    def lock_doc(self) -> dict[str, Any] | None:
+        try:
+            if self._fs is None:
+                return json.loads((self.folder / LOCK).read_bytes())
+            return json.loads(self._fs.cat_file(f"{self.target}/{LOCK}"))
+        except (OSError, ValueError):
+            return None
+
+    def local(self) -> Path:
+        """The cache as local files (for S3: a fresh download into ``folder``)."""
+        if self._fs is None:
+            return self.folder
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self._fs.invalidate_cache()
+        for path in self._fs.find(self.target):
+            rel = path[len(self.target.removeprefix("s3://")) + 1 :]
+            dest = self.folder / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self._fs.cat_file(path))
+        return self.folder
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._fs is not None and self._fs.exists(self.target):
+            self._fs.rm(self.target, recursive=True)
+
+
 @dataclass
 class KillTrial:
-    """One dump killed with SIGKILL and resumed; ``ok`` when every check held."""
+    """One dump killed with SIGKILL and rerun (the same command); ``ok`` when every check held."""
 
     kind: str
     strategy: str  # "early" (as soon as the lock exists), "random", "last" (in the last chunk)
@@ -182,10 +240,11 @@ class KillTrial:
     delay: float  # seconds after the anchor appeared
     killed: bool  # False: the dump had finished before the signal
     commits_before: int  # chunk records committed when it died
+    target: str = "local"  # "local" or "s3"
     # verify's problems right after the kill, besides what was not committed (must be none)
     damaged_after_kill: list[str] = field(default_factory=list)
-    refused_without_break_lock: bool | None = None
-    refusal: str = ""
+    lock_left: bool = False  # the killed writer's lock file (its OS lock died with it)
+    rerun_notes: list[str] = field(default_factory=list)  # "note:" lines of the rerun
     resumed_exit: int | None = None
     resumed_status: str | None = None
     differences: list[str] = field(default_factory=list)
@@ -197,7 +256,6 @@ class KillTrial:
     def ok(self) -> bool:
         return (
             not self.damaged_after_kill
-            and self.refused_without_break_lock is not False
             and self.resumed_exit == 0
             and not self.differences
             and not self.lost
@@ -216,9 +274,40 @@ ANCHORS = (
 )
 
 
-def _chunk_records(out: Path) -> int:
-    folder = out / "manifest"
+def _chunk_records(root: Path) -> int:
+    folder = root / "manifest"
     return len(list(folder.glob("chunk-*.json"))) if folder.is_dir() else 0
+
+
+def _damage_after_kill(target: str) -> tuple[list[str], str]:
+    """verify's problems besides what was not committed yet (must be none), and a note."""
+    from softlabels.errors import SoftlabelsError
+    from softlabels.stores.cache import Cache
+
+    try:
+        problems = Cache(target).verify()
+    except SoftlabelsError as exc:  # killed before the root attributes existed
+        return [], f" (not yet a cache after the kill: {exc})"
+    # Not committed yet (chunks, or the tables before their record) is fine; damage is not.
+    return [
+        p.message
+        for p in problems
+        if p.kind != "uncommitted" and "no manifest entry" not in p.message
+    ], ""
+
+
+def _rerun(where: Where, kind: str, trial: KillTrial | RepeatedKills, reference: Path) -> None:
+    """The same command again, no flags, in-process: it must finish the cache."""
+    rerun = invoke(*dump_args(where.target, kind), "--json")
+    trial.resumed_exit = rerun.exit_code
+    trial.rerun_notes = [ln for ln in rerun.stderr.splitlines() if ln.startswith("note:")]
+    if rerun.exit_code == 0:
+        trial.resumed_status = json.loads(rerun.stdout)["status"]
+        trial.differences = compare_with_reference(where.local(), reference)
+        if where.exists(LOCK):
+            trial.differences.append("lock file left after the rerun")
+    else:
+        trial.note += f" rerun failed: {rerun.stderr.strip()[-300:]}"
 
 
 def run_kill_trial(
@@ -230,8 +319,9 @@ def run_kill_trial(
     *,
     sleep: float = 0.04,
     timeout: float = 180.0,
+    s3: Any = None,
 ) -> KillTrial:
-    """SIGKILL ``softlabels dump`` (subprocess) at a moment picked by ``strategy``, then resume.
+    """SIGKILL ``softlabels dump`` (subprocess) at a moment picked by ``strategy``, then rerun.
 
     The subprocess teacher sleeps ``sleep`` s per batch. The signal goes a random delay after
     an *anchor* file appears: ``early``: the lock file, no delay (nothing written yet);
@@ -239,10 +329,12 @@ def run_kill_trial(
     chunk's compute; ``random``: an anchor drawn from :data:`ANCHORS` (steps of creating the
     cache, then each chunk's commit), then a delay over that step (up to one chunk's compute
     after a commit, so kills also land while the next chunk is being written and committed).
-    The resume runs in-process: first without ``--break-lock`` (must be refused, naming the
-    flag), then with it (must finish to the bytes of ``reference``).
+    The rerun is the same command, in-process, without any flag: it must finish to the
+    bytes of ``reference``. With ``s3`` (a test server), the cache is ``s3://`` and ``out``
+    a local folder for copies of it.
     """
     t0 = time.monotonic()
+    where = Where(out, s3)
     per_chunk = forwards_per_chunk(kind) * sleep
     last = ANCHORS[-1]
     if strategy == "early":
@@ -256,67 +348,126 @@ def run_kill_trial(
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     delay = rng.uniform(0.0, window)
-    cmd = [sys.executable, "-m", "softlabels", *dump_args(out, kind), "--json"]
-    env = subprocess_env(**{SLEEP_ENV: str(sleep)})
+    cmd = [sys.executable, "-m", "softlabels", *dump_args(where.target, kind), "--json"]
+    env = subprocess_env(**{SLEEP_ENV: str(sleep)}, **where.env())
+    poll = 0.002 if s3 is None else 0.01
     with subprocess.Popen(
-        cmd, env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, env=env, cwd=where.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as proc:
         try:
             deadline = time.monotonic() + timeout
-            while not (out / anchor).exists() and proc.poll() is None:
+            while not where.exists(anchor) and proc.poll() is None:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the dump into {out} never wrote {anchor}")
-                time.sleep(0.002)
+                    raise TimeoutError(f"the dump into {where.target} never wrote {anchor}")
+                time.sleep(poll)
             time.sleep(delay)
             killed = proc.poll() is None
         finally:
             proc.kill()  # SIGKILL; a no-op when it has already ended
             _, err = proc.communicate()
-    lock = out / LOCK
-    trial = KillTrial(kind, strategy, anchor, round(delay, 4), killed, _chunk_records(out))
+    local = where.local()
+    trial = KillTrial(
+        kind, strategy, anchor, round(delay, 4), killed, _chunk_records(local),
+        target="s3" if s3 else "local",
+    )  # fmt: skip
     if killed and proc.returncode != -signal.SIGKILL:
         trial.note = f"exit {proc.returncode}: {err.decode(errors='replace')[-300:]}"
     if not killed and proc.returncode != 0:
         trial.note = f"the dump failed on its own: {err.decode(errors='replace')[-300:]}"
-    snapshot = committed_snapshot(out)
-
-    # What the kill left: only uncommitted chunks may be missing, nothing committed damaged.
-    from softlabels.errors import SoftlabelsError
-    from softlabels.stores.cache import Cache
-
-    try:
-        problems = Cache(str(out)).verify()
-        # Not committed yet (chunks, or the tables before their record) is fine; damage is not.
-        trial.damaged_after_kill = [
-            p.message
-            for p in problems
-            if p.kind != "uncommitted" and "no manifest entry" not in p.message
-        ]
-    except SoftlabelsError as exc:  # killed before the root attributes existed
-        trial.note += f" (not yet a cache after the kill: {exc})"
-
-    if lock.exists():
-        refused = invoke(*dump_args(out, kind), "--json")
-        lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
-        trial.refusal = lines[-1] if lines else ""
-        trial.refused_without_break_lock = (
-            refused.exit_code == 2
-            and len(lines) == 1
-            and "--break-lock" in lines[0]
-            and "Traceback" not in refused.stderr
-        )
-    resumed = invoke(*dump_args(out, kind), "--break-lock", "--json")
-    trial.resumed_exit = resumed.exit_code
-    if resumed.exit_code == 0:
-        trial.resumed_status = json.loads(resumed.stdout)["status"]
-        trial.differences = compare_with_reference(out, reference)
-        if lock.exists():
-            trial.differences.append("lock file left after the resume")
-    else:
-        trial.note += f" resume failed: {resumed.stderr.strip()[-300:]}"
-    trial.lost = lost(snapshot, out)
+    snapshot = committed_snapshot(local)
+    trial.damaged_after_kill, note = _damage_after_kill(where.target)
+    trial.note += note
+    trial.lock_left = where.exists(LOCK)
+    _rerun(where, kind, trial, reference)
+    trial.lost = lost(snapshot, where.local())
     trial.seconds = round(time.monotonic() - t0, 2)
     return trial
+
+
+@dataclass
+class RepeatedKills:
+    """One cache, the same command SIGKILLed ``kills`` times, then run to its end."""
+
+    kind: str
+    kills: int
+    delivered: int = 0  # signals that found the dump still running
+    commits_at_kill: list[int] = field(default_factory=list)
+    damaged_after_kill: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # committed before a kill, changed after
+    rerun_notes: list[str] = field(default_factory=list)
+    resumed_exit: int | None = None
+    resumed_status: str | None = None
+    differences: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.delivered == self.kills
+            and not self.damaged_after_kill
+            and not self.lost
+            and self.resumed_exit == 0
+            and not self.differences
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+
+def run_repeated_kills(
+    out: Path,
+    reference: Path,
+    kind: str,
+    kills: int,
+    rng: random.Random,
+    *,
+    sleep: float = 0.04,
+    timeout: float = 180.0,
+    s3: Any = None,
+) -> RepeatedKills:
+    """Start the same ``softlabels dump`` command ``kills`` times, each SIGKILLed a random
+    delay after it took the lock (uniform over 90 % of the teacher time its pending chunks
+    need at least: in its setup, a chunk, a commit; never after its end); then run it once
+    more to its end (in-process) and compare with ``reference``. Each run resumes what the
+    ones before committed, with no flag."""
+    t0 = time.monotonic()
+    where = Where(out, s3)
+    result = RepeatedKills(kind, kills)
+    per_chunk = forwards_per_chunk(kind) * sleep
+    cmd = [sys.executable, "-m", "softlabels", *dump_args(where.target, kind), "--json"]
+    env = subprocess_env(**{SLEEP_ENV: str(sleep)}, **where.env())
+    snapshot: dict[str, bytes] = {}
+    for _ in range(kills):
+        pending = NUM_CHUNKS - (_chunk_records(where.local()) if where.exists("manifest") else 0)
+        delay = rng.uniform(0.0, 0.9 * max(1, pending) * per_chunk)
+        with subprocess.Popen(
+            cmd, env=env, cwd=where.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        ) as proc:
+            try:
+                deadline = time.monotonic() + timeout
+                while proc.poll() is None and (where.lock_doc() or {}).get("pid") != proc.pid:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the dump into {where.target} never took the lock")
+                    time.sleep(0.002)
+                time.sleep(delay)
+                result.delivered += proc.poll() is None
+            finally:
+                proc.kill()
+                _, err = proc.communicate()
+        if proc.returncode not in (-signal.SIGKILL, 0):
+            result.note += f" exit {proc.returncode}: {err.decode(errors='replace')[-200:]}"
+        local = where.local()
+        result.commits_at_kill.append(_chunk_records(local))
+        result.lost += [k for k in lost(snapshot, local) if k not in result.lost]
+        snapshot |= committed_snapshot(local)
+        damaged, note = _damage_after_kill(where.target)
+        result.damaged_after_kill += damaged
+        result.note += note
+    _rerun(where, kind, result, reference)
+    result.lost += [k for k in lost(snapshot, where.local()) if k not in result.lost]
+    result.seconds = round(time.monotonic() - t0, 2)
+    return result
 
 
 # --------------------------------------------------------------------------- full disk

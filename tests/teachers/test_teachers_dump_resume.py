@@ -1,5 +1,6 @@
 """Crash and resume: an interrupted dump (SIGKILL, Ctrl-C, a crash between writing a chunk and
-committing it) finishes, when rerun, with the bytes of an uninterrupted dump."""
+committing it) finishes, when the same command is rerun, with the bytes of an uninterrupted
+dump."""
 
 from __future__ import annotations
 
@@ -74,14 +75,12 @@ def test_sigkilled_dump_resumes_to_identical_bytes(tmp_path: Path, cli) -> None:
     pending = len(missing["labels"])
     assert 1 <= pending <= 4
     lock = json.loads((out / LOCK).read_text())
-    assert lock["pid"] == proc.pid  # left behind by the killed writer
+    assert lock["pid"] == proc.pid  # the file stays, but the OS lock died with its holder
 
-    refused = cli(*_dump_args(out, SLOW))
-    line = one_error_line(refused)
-    assert "stale lock" in line and f"process {proc.pid}" in line and "--break-lock" in line
-
-    resumed = cli(*_dump_args(out, SLOW), "--break-lock", "--json")
+    # The same command, no flag: a dead writer's lock never blocks the rerun.
+    resumed = cli(*_dump_args(out, SLOW), "--json")
     assert resumed.exit_code == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr and "error" not in resumed.stderr
     doc = json.loads(resumed.stdout)
     assert doc["status"] == "resumed"
     assert doc["chunks_written"] == pending and doc["chunks_total"] == 5
