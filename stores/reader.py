@@ -227,11 +227,13 @@ class TeacherArrays:
         meta = self.cache.metadata
         return meta.N, meta.V, meta.C
 
-    def _check_rule(self) -> None:
+    def check_rule(self) -> None:
+        """Refuse (one line) top-k outputs stored under a rule this version cannot rebuild."""
         from softlabels.stores.topk import check_rule
 
         topk = self.info.topk
-        assert topk is not None
+        if topk is None:  # dense: nothing to rebuild
+            return
         check_rule(topk.rule, topk.rule_version, f"teacher {self.name!r} of {self.cache.url}")
 
     def dense_chunks(self, *, verify: bool = True) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -243,7 +245,7 @@ class TeacherArrays:
             return
         from softlabels.stores.topk import dense_view
 
-        self._check_rule()
+        self.check_rule()
         parts = [self.reader(w) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)]
         c = self.cache.num_classes
         for (start, stop, values), (_, _, ids), (_, _, rest) in zip(
@@ -251,30 +253,36 @@ class TeacherArrays:
         ):
             yield start, stop, dense_view(values, ids, rest, c)
 
-    def dense_logits(self, rows: Sequence[int] | np.ndarray, *, verify: bool = True) -> np.ndarray:
-        """float32 [len(rows), V, C] of the chosen rows, from the chunks that hold them
-        (checksums verified): the stored logits, or a sparse teacher's dense view."""
+    def read_rows(
+        self, what: str, rows: Sequence[int] | np.ndarray, *, verify: bool = True
+    ) -> np.ndarray:
+        """Array ``what`` (:meth:`reader`'s names) at the chosen rows ``[len(rows), ...]``,
+        from the chunks that hold them, each read once (checksums verified)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        n, v, c = self.dense_shape
+        reader = self.reader(what)
+        n = reader.shape[0]
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise UsageError(f"Expected rows in [0, {n}), got {rows.min()} ... {rows.max()}")
-        names = (TOPK_VALUES, TOPK_INDICES, TOPK_REST) if self.info.sparse else (LOGITS,)
-        if self.info.sparse:
-            self._check_rule()
-        readers = [self.reader(w) for w in names]
-        out = np.empty((len(rows), v, c), dtype=np.float32)
-        size = readers[0].chunk_rows
+        out = np.empty((len(rows), *reader.shape[1:]), dtype=reader.dtype)
+        size = reader.chunk_rows
         for chunk in np.unique(rows // size):
             at = np.flatnonzero(rows // size == chunk)
-            local = rows[at] - chunk * size
-            data = [r.read_chunk(int(chunk), verify=verify)[local] for r in readers]
-            if self.info.sparse:
-                from softlabels.stores.topk import dense_view
-
-                out[at] = dense_view(*data, c)
-            else:
-                out[at] = data[0]
+            out[at] = reader.read_chunk(int(chunk), verify=verify)[rows[at] - chunk * size]
         return out
+
+    def dense_logits(self, rows: Sequence[int] | np.ndarray, *, verify: bool = True) -> np.ndarray:
+        """float32 [len(rows), V, C] of the chosen rows, from the chunks that hold them
+        (checksums verified): the stored logits, or a sparse teacher's dense view (its
+        softmax at any temperature is the rule's rebuilt distribution)."""
+        if not self.info.sparse:
+            return self.read_rows(LOGITS, rows, verify=verify).astype(np.float32)
+        from softlabels.stores.topk import dense_view
+
+        self.check_rule()
+        parts = (
+            self.read_rows(w, rows, verify=verify) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)
+        )
+        return dense_view(*parts, self.cache.num_classes)
 
     def topk_error(self) -> dict[str, Any] | None:
         """A sparse teacher's error measured at dump time (``topk/error``, verified): the

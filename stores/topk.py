@@ -57,6 +57,7 @@ __all__ = [
     "dense_view",
     "encode",
     "encode_chunk",
+    "encode_chunks",
     "error_summary",
     "error_targets",
     "index_dtype",
@@ -291,3 +292,19 @@ def encode_chunk(teacher: np.ndarray, dtype: Any, k: int) -> dict[str, np.ndarra
         TOPK_REST: rest,
         TOPK_ERROR: chunk_error(teacher, values, indices, rest)[None],
     }
+
+
+def encode_chunks(
+    teacher: np.ndarray, dtype: Any, k: int, chunk_size: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`encode_chunk` over every chunk of ``teacher`` ``[N, V, C]`` (float32): the row
+    arrays ``[N, ...]`` and the per-chunk error ``[num_chunks, M]``, by teacher array (what
+    :func:`~softlabels.stores.writer.add_teacher` takes)."""
+    parts = [
+        encode_chunk(teacher[start : start + chunk_size], dtype, k)
+        for start in range(0, len(teacher), chunk_size)
+    ]
+    rows = {
+        w: np.concatenate([p[w] for p in parts]) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)
+    }
+    return rows, {TOPK_ERROR: np.concatenate([p[TOPK_ERROR] for p in parts])}
