@@ -174,5 +174,5 @@ def test_k_must_be_between_1_and_c_minus_1(k: int) -> None:
 
 def test_an_unknown_rule_is_refused_in_one_line() -> None:
     T.check_rule(T.RULE, T.RULE_VERSION, "here")
-    with pytest.raises(CacheError, match="rule 'equal-rest' version 2.*upgrade softlabels"):
+    with pytest.raises(CacheError, match=r"rule 'equal-rest' version 2.*upgrade softlabels"):
         T.check_rule("equal-rest", 2, "teacher 'a'")
