@@ -1,6 +1,6 @@
 """Issue 7, items 1 and 5: ``kill -9`` at random moments of a dump (single teacher, two
-teachers, three augmented views), then the same command again: the cache ends with the bytes
-of an uninterrupted dump, nothing committed before the kill is lost; one writer per cache,
+teachers, three augmented views, a sparse top-k teacher), then the same command again: the
+cache ends with the bytes of an uninterrupted dump, nothing committed before the kill is lost; one writer per cache,
 and a dead writer's stale lock is recognised and cleared by ``--break-lock`` (documented).
 
 A few seeded trials here; ``benchmarks/fault_injection.py --trials 20`` runs many more.
@@ -32,7 +32,7 @@ from softlabels_reliability_faults import (
 )
 
 # (kind, strategy): before the first commit, in the last chunk, and random moments.
-TRIALS = [("single", "early"), ("multi", "random"), ("views", "last")]
+TRIALS = [("single", "early"), ("multi", "random"), ("views", "last"), ("sparse", "last")]
 
 
 @pytest.mark.slow
