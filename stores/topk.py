@@ -171,6 +171,11 @@ def _rest_logit(num_rest: int) -> float:
     return float(np.float32(math.log(num_rest)))
 
 
+def _rest_value(rest: np.ndarray, num_rest: int) -> np.ndarray:
+    """The rule's logit of every rest class, ``m = lse - log(C - K)``, float32 (numpy)."""
+    return rest[..., 0].astype(np.float32) - np.float32(_rest_logit(num_rest))
+
+
 def dense_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
     """The rule's dense logits ``[..., C]`` float32: the K values at their ids, ``m = lse -
     log(C - K)`` elsewhere. numpy in, numpy out; a torch tensor in, a tensor on its device
@@ -181,7 +186,7 @@ def dense_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
         raise UsageError(f"Expected K < C for top-k outputs, got K = {k}, C = {num_classes}")
     log_n = _rest_logit(n)
     if isinstance(values, np.ndarray):
-        m = np.asarray(rest)[..., 0].astype(np.float32) - np.float32(log_n)
+        m = _rest_value(np.asarray(rest), n)
         out = np.repeat(m[..., None], num_classes, axis=-1)
         ids = np.asarray(indices).astype(np.int64)
         np.put_along_axis(out, ids, values.astype(np.float32), axis=-1)
@@ -207,33 +212,41 @@ def log_probs(
 # --------------------------------------------------------------------------- measured error
 
 
-def _log_softmax64(z: np.ndarray, tau: float, power: float = 1.0) -> np.ndarray:
-    x = z / tau
-    x = x - _logsumexp(x)[..., None]
-    if power != 1.0:
-        x = power * x
-        x = x - _logsumexp(x)[..., None]
-    return x
-
-
 def chunk_error(
     teacher: np.ndarray, values: np.ndarray, indices: np.ndarray, rest: np.ndarray
 ) -> np.ndarray:
     """One row of ``topk/error`` (float32, :data:`ERROR_COLUMNS`): the KL of the rebuilt
     targets from the teacher's own logits ``[..., C]`` (float32, before any cast), mean and
-    max over (row, view) pairs, and the fraction whose top-1 class is the same."""
+    max over (row, view) pairs, and the fraction whose top-1 class is the same.
+
+    Computed in float64 without building the rebuilt ``[.., C]`` arrays: the rule's dense
+    view is the K values and one rest logit ``m``, so with ``b = p / T`` (DiVE's
+    ``normalize(softmax_T ** p)`` is the softmax at ``T / p``), ``y = b (z - max z)``,
+    ``e = exp(y)``, ``S = sum e`` and ``P = e / S`` the teacher's target:
+    ``KL = sum(e y) / S - log S - (sum_top P_j b v_j + P_rest b m - log Z)`` with
+    ``log Z = logaddexp(logsumexp(b v), log(C - K) + b m)``. One pass over C per target.
+    """
     c = int(teacher.shape[-1])
     z = np.asarray(teacher, dtype=np.float64).reshape(-1, c)
     k = int(values.shape[-1])
-    d = dense_view(values.reshape(-1, k), indices.reshape(-1, k), rest.reshape(len(z), -1), c)
-    d = d.astype(np.float64)
+    ids = np.asarray(indices).reshape(-1, k).astype(np.int64)
+    v = np.asarray(values).reshape(-1, k).astype(np.float32).astype(np.float64)
+    m = _rest_value(np.asarray(rest).reshape(len(z), -1), c - k).astype(np.float64)
+    shifted = z - z.max(-1, keepdims=True)
+    log_n = math.log(c - k)
     out: list[float] = []
-    targets = [(t, 1.0) for t in ERROR_TAUS] + [DIVE]
-    for tau, power in targets:
-        lp, lq = _log_softmax64(z, tau, power), _log_softmax64(d, tau, power)
-        kl = np.maximum((np.exp(lp) * (lp - lq)).sum(-1), 0.0)  # >= 0 up to rounding
+    for tau, power in [(t, 1.0) for t in ERROR_TAUS] + [DIVE]:
+        b = power / tau
+        y = shifted * b
+        e = np.exp(y)
+        total = e.sum(-1)
+        own = np.einsum("ij,ij->i", e, y) / total - np.log(total)  # sum P log P
+        p_top = np.take_along_axis(e, ids, -1) / total[:, None]
+        log_z = np.logaddexp(_logsumexp(b * v), log_n + b * m)
+        cross = (p_top * b * v).sum(-1) + (1.0 - p_top.sum(-1)) * b * m - log_z
+        kl = np.maximum(own - cross, 0.0)  # >= 0 up to rounding
         out += [float(kl.mean()), float(kl.max())] if len(kl) else [0.0, 0.0]
-    agree = np.argmax(z, -1) == np.asarray(indices).reshape(-1, k)[:, 0]
+    agree = np.argmax(z, -1) == ids[:, 0]
     out.append(float(agree.mean()) if len(agree) else 1.0)
     return np.asarray(out, dtype=np.float32)
 

@@ -554,7 +554,8 @@ def _commit_chunks(
             )
             if in_flight is not None:
                 in_flight.result()
-            in_flight = commit_pool.submit(writer.write_chunk, chunk, data)
+            # The commit thread also encodes sparse teachers (top-k and the measured error).
+            in_flight = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
             done_rows += stop - start
             if progress:
                 progress(done_rows, total)
@@ -568,6 +569,19 @@ def _commit_chunks(
             in_flight.exception()
         commit_pool.shutdown(wait=True)
         load_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _encode_and_write(
+    writer: Any, chunk: int, data: dict[str, np.ndarray], tinfo: dict[str, Any], config: DumpConfig
+) -> None:
+    """Commit one chunk; a sparse teacher's float32 logits (under its logits path in
+    ``data``, see :func:`_run_chunk`) become its top-k arrays and error row first."""
+    for name, info in tinfo.items():
+        if info.topk is not None:
+            logits32 = data.pop(schema.teacher_array(name, schema.LOGITS))
+            encoded = sparse.encode_chunk(logits32, np.dtype(config.dtype), info.topk.k)
+            data.update({schema.teacher_array(name, w): a for w, a in encoded.items()})
+    writer.write_chunk(chunk, data)
 
 
 def _error_doc(exc: BaseException) -> dict[str, Any]:
@@ -606,7 +620,10 @@ def _run_chunk(
     pool: ThreadPoolExecutor,
     view_seeds: Callable[..., np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite)."""
+    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite).
+
+    A sparse teacher's entry (at its logits path) holds its float32 logits, checked finite
+    in the cache's dtype; :func:`_encode_and_write` turns them into its top-k arrays."""
     rows = np.arange(start, stop, dtype=np.int64)
     v = config.num_views
     seeds = (
@@ -632,8 +649,9 @@ def _run_chunk(
         if info.features:
             arrays[name][schema.FEATURES] = np.empty((len(rows), v, info.feature_dim), np_dtype)
         for what, arr in arrays[name].items():
-            if what != schema.LOGITS or info.topk is None:
-                out[schema.teacher_array(name, what)] = arr
+            out[schema.teacher_array(name, what)] = (
+                full.get(name, arr) if what == schema.LOGITS else arr
+            )
 
     batches = list(_batches(start, stop, config.batch_size))
     queue: deque[Future[torch.Tensor]] = deque()
@@ -680,10 +698,6 @@ def _run_chunk(
                 f"teacher {name!r} produced NaN/Inf {what} for {len(ids)} sample(s): {shown}{hint}; "
                 "every chunk committed before this one stays committed"
             )
-    for name, logits32 in full.items():  # top-k of the checked, cast logits; error vs float32
-        k = tinfo[name].topk.k
-        encoded = sparse.encode_chunk(logits32, np_dtype, k)
-        out.update({schema.teacher_array(name, w): a for w, a in encoded.items()})
     return out
 
 
