@@ -6,7 +6,7 @@ Each part runs the real command line (``python -m softlabels`` in a subprocess f
 the same Typer app in-process for everything else) on a tiny long-tailed MNIST-1D
 (159 samples, 5 chunks of 32 rows), CPU:
 
-* kill: per cache kind (one teacher, two teachers, ``--views 3``), ``--trials`` dumps killed
+* kill: per cache kind (one teacher, two teachers, ``--views 3``, ``--views 2 --topk 3``), ``--trials`` dumps killed
   with SIGKILL (trial 0 as soon as the lock exists, before any commit; trial 1 inside the last
   chunk; the rest after a seeded uniform delay over the chunk loop), then the same command
   again, with no flag (the killed writer's lock died with it); the cache must equal an
@@ -168,12 +168,16 @@ def damage_trials(
             "named": sum(named),
             "missed": [d for d, ok in zip(done, named, strict=True) if not ok],
         }
-        # What distill and tune-tau read of teacher a: its logits chunks, their records, metadata.
+        # What distill and tune-tau read of teacher a: its logits chunks (a sparse teacher's
+        # top-k values, ids and rest), their records, metadata.
+        read = (
+            "teachers/a/logits",
+            *(f"teachers/a/topk/{w}" for w in ("values", "indices", "rest")),
+        )
         logits = [
             t
             for t in chosen
-            if t.where.startswith("teachers/a/logits")
-            or (t.kind == "record" and "teachers/a/logits" in t.covers)
+            if t.where.startswith(read) or (t.kind == "record" and any(r in t.covers for r in read))
         ]
         if logits:
             readers = {

@@ -149,6 +149,12 @@ def _render(result: VirtualExamples, data: dict[str, Any], *, quiet: bool) -> No
             style="bold green" if g["chosen"] else None,
         )
     out.print(table)
+    for name, how in (data.get("rebuilt") or {}).items():
+        out.print(
+            f"teacher {name} is stored top-{how['k']}: V comes from the distributions rebuilt by "
+            f"rule {how['rule']} v{how['rule_version']} (`softlabels inspect` shows their error)",
+            soft_wrap=True,
+        )
     ch = data["choice"]
     out.print(
         f"choice: T = {ch['tau']:g}, p = {ch['power']:g} (T/p = {ch['tau_eff']:g}): {ch['reason']}",

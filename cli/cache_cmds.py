@@ -43,6 +43,13 @@ def dump(
         str, typer.Option(help="Augmentation of views: standard or strong.")
     ] = "standard",
     compressor: Annotated[str, typer.Option(help="zstd, blosc or none.")] = "zstd",
+    topk: Annotated[
+        int | None,
+        typer.Option(
+            help="Sparse: keep the K largest logits per view (1 <= K < C) and the rest's "
+            "log-sum-exp; softmax at any temperature is rebuilt, its error is recorded."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[
         int, typer.Option(help="Seed of the views (= a student's --data-seed for epoch views).")
@@ -87,6 +94,7 @@ def dump(
             strength=strength,
             compressor=compressor,
             schedule=schedule,
+            topk=topk,
         )
         # Under torchrun only rank 0 shows progress (of its share of the chunks) and results.
         with progress_bar("dump", enabled=not (json_ or quiet) and is_main()) as update:
@@ -172,10 +180,11 @@ def _render_describe(info: dict[str, Any]) -> None:
     for col in ("name", "dtype", "logits", "features", "classifier", "size", "complete"):
         t.add_column(col)
     for tr in info["teachers"]:
+        shape = "x".join(map(str, tr["logits_shape"]))
         t.add_row(
             tr["name"],
             str(tr["dtype"]).replace("float", "fp"),
-            "x".join(map(str, tr["logits_shape"])),
+            f"top-{tr['k']} of {shape}" if tr.get("storage") == "topk" else shape,
             "x".join(map(str, tr["features_shape"])) if tr["features_shape"] else "-",
             str(tr["classifier"] or "-"),
             f"{human_bytes(tr['bytes_on_disk'])} ({tr['bytes_per_sample']:.0f} B/sample)",
@@ -184,6 +193,32 @@ def _render_describe(info: dict[str, Any]) -> None:
     out.print(t)
     for tr in info["teachers"]:
         out.print(f"  {tr['name']}: {tr['model']}")
+    for tr in info["teachers"]:
+        if tr.get("topk_error"):
+            _render_topk_error(tr)
+
+
+def _render_topk_error(tr: dict[str, Any]) -> None:
+    """A sparse teacher's measured error: KL(teacher || rebuilt) per target, top-1 agreement."""
+    topk, summary = tr["topk"], tr["topk_error"]["summary"]
+    chunks = len(tr["topk_error"]["chunks"])
+    t = Table(
+        title=f"top-{topk['k']} error of {tr['name']} (rule {topk['rule']} v{topk['rule_version']}, "
+        f"{chunks} chunks): KL(softmax_T(teacher) || rebuilt_T)"
+    )
+    for col in ("target", "mean", "max"):
+        t.add_column(col, justify="right")
+    tau, power = topk["error_dive"]
+    targets = [(f"T = {x:g}", f"t{x:g}") for x in topk["error_taus"]]
+    targets.append((f"DiVE T = {tau:g}, p = {power:g}", "dive"))
+    for label, tag in targets:
+        mean, top = summary.get(f"kl_mean_{tag}"), summary.get(f"kl_max_{tag}")
+        if mean is not None and top is not None:
+            t.add_row(label, f"{mean:.3g}", f"{top:.3g}")
+    out.print(t)
+    agree = summary.get("top1_agreement")
+    if agree is not None:
+        out.print(f"  top-1 agreement with the teacher: {100 * agree:.2f} %")
 
 
 def verify(

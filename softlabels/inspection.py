@@ -29,13 +29,16 @@ def describe(cache: Cache) -> dict[str, Any]:
                 "name": name,
                 "model": info.model,
                 "dtype": info.dtype,
-                "logits_shape": list(t.logits.shape),
+                "storage": t.storage,
+                "k": t.k,
+                "logits_shape": list(t.dense_shape),  # a sparse teacher's: of its dense view
                 "features_shape": list(t.features.shape) if t.features is not None else None,
                 "classifier": info.classifier_kind if info.classifier else None,
                 "calibration": _plain(info.calibration),
                 "bytes_on_disk": size,
                 "bytes_per_sample": size / max(1, n),
                 "complete": cache.is_complete(name),
+                **_topk(t, cache.is_complete(name)),
             }
         )
     missing = cache.missing_chunks()
@@ -72,6 +75,18 @@ def describe(cache: Cache) -> dict[str, Any]:
             "groups": {g: int((groups == g).sum()) for g in ("many", "medium", "few")},
         }
     return out
+
+
+def _topk(t: Any, complete: bool) -> dict[str, Any]:
+    """A sparse teacher's storage and its measured error (per chunk and summed up over the
+    chunks: means weighted by rows, max of the maxima); nothing for a dense teacher."""
+    info = t.info.topk
+    if info is None:
+        return {}
+    return {
+        "topk": _plain(info),
+        "topk_error": t.topk_error() if complete else None,
+    }
 
 
 def _plain(record: Record | None) -> dict[str, Any] | None:

@@ -31,14 +31,19 @@ from softlabels.stores.schema import (
     CLASSIFIER_BIAS,
     CLASSIFIER_WEIGHT,
     FEATURES,
-    FORMAT_VERSION,
+    FORMAT_VERSIONS,
     LABELS,
     LOGITS,
     LWS_SCALE,
     SAMPLE_ID,
     SAMPLES_TABLE,
+    TEACHER_CHUNK_ARRAYS,
     TEACHER_ROW_ARRAYS,
     TEACHER_STATIC_ARRAYS,
+    TOPK_ERROR,
+    TOPK_INDICES,
+    TOPK_REST,
+    TOPK_VALUES,
     VIEW_SEEDS,
     CacheMeta,
     DatasetInfo,
@@ -192,9 +197,111 @@ class TeacherArrays:
         return self.cache.metadata.teachers[self.name]
 
     @property
+    def storage(self) -> str:
+        """``"dense"`` (a logits array) or ``"topk"`` (the K largest logits per view)."""
+        return "topk" if self.info.sparse else "dense"
+
+    @property
+    def k(self) -> int | None:
+        """K of a sparse teacher (logits kept per view); None for a dense one."""
+        return self.info.topk.k if self.info.topk is not None else None
+
+    def _require_dense(self, what: str) -> None:
+        if self.info.sparse:
+            raise UsageError(
+                f"teacher {self.name!r} of {self.cache.url} is stored top-{self.k} (sparse): "
+                f"{what} needs its full logits, which were not kept; use "
+                ".dense_logits(rows) for the rebuilt view, or dump the teacher without --topk"
+            )
+
+    @property
     def logits(self) -> Any:
-        """Lazy zarr array [N, V, C] (slicing reads only the chunks needed)."""
+        """Lazy zarr array [N, V, C] (slicing reads only the chunks needed); dense teachers
+        only (a sparse one has :meth:`dense_logits`)."""
+        self._require_dense("the lazy logits array")
         return self.cache.group[teacher_array(self.name, LOGITS)]
+
+    @property
+    def dense_shape(self) -> tuple[int, int, int]:
+        """[N, V, C]: the shape of the logits, or of a sparse teacher's dense view."""
+        meta = self.cache.metadata
+        return meta.N, meta.V, meta.C
+
+    def check_rule(self) -> None:
+        """Refuse (one line) top-k outputs stored under a rule this version cannot rebuild."""
+        from softlabels.stores.topk import check_rule
+
+        topk = self.info.topk
+        if topk is None:  # dense: nothing to rebuild
+            return
+        check_rule(topk.rule, topk.rule_version, f"teacher {self.name!r} of {self.cache.url}")
+
+    def dense_chunks(self, *, verify: bool = True) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, logits [rows, V, C]) for every chunk in order, read once (checksums
+        verified): the stored logits, or a sparse teacher's dense view (float32) whose
+        softmax at any temperature is the rule's rebuilt distribution (stores/topk.py)."""
+        if not self.info.sparse:
+            yield from self.reader(LOGITS).iter_chunks(verify=verify)
+            return
+        from softlabels.stores.topk import dense_view
+
+        self.check_rule()
+        parts = [self.reader(w) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)]
+        c = self.cache.num_classes
+        for (start, stop, values), (_, _, ids), (_, _, rest) in zip(
+            *(r.iter_chunks(verify=verify) for r in parts), strict=True
+        ):
+            yield start, stop, dense_view(values, ids, rest, c)
+
+    def read_rows(
+        self, what: str, rows: Sequence[int] | np.ndarray, *, verify: bool = True
+    ) -> np.ndarray:
+        """Array ``what`` (:meth:`reader`'s names) at the chosen rows ``[len(rows), ...]``,
+        from the chunks that hold them, each read once (checksums verified)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        reader = self.reader(what)
+        n = reader.shape[0]
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise UsageError(f"Expected rows in [0, {n}), got {rows.min()} ... {rows.max()}")
+        out = np.empty((len(rows), *reader.shape[1:]), dtype=reader.dtype)
+        size = reader.chunk_rows
+        for chunk in np.unique(rows // size):
+            at = np.flatnonzero(rows // size == chunk)
+            out[at] = reader.read_chunk(int(chunk), verify=verify)[rows[at] - chunk * size]
+        return out
+
+    def dense_logits(self, rows: Sequence[int] | np.ndarray, *, verify: bool = True) -> np.ndarray:
+        """float32 [len(rows), V, C] of the chosen rows, from the chunks that hold them
+        (checksums verified): the stored logits, or a sparse teacher's dense view (its
+        softmax at any temperature is the rule's rebuilt distribution)."""
+        if not self.info.sparse:
+            return self.read_rows(LOGITS, rows, verify=verify).astype(np.float32)
+        from softlabels.stores.topk import dense_view
+
+        self.check_rule()
+        parts = (
+            self.read_rows(w, rows, verify=verify) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)
+        )
+        return dense_view(*parts, self.cache.num_classes)
+
+    def topk_error(self) -> dict[str, Any] | None:
+        """A sparse teacher's error measured at dump time (``topk/error``, verified): the
+        columns, each chunk's row, and the summary over chunks (means weighted by rows, max
+        of the maxima); None for a dense teacher."""
+        topk = self.info.topk
+        if topk is None:
+            return None
+        from softlabels.stores.topk import error_summary
+
+        errors = self.reader(TOPK_ERROR).read_all()
+        cs, n = self.cache.chunk_size, self.cache.num_samples
+        rows = [min(n, (c + 1) * cs) - c * cs for c in range(len(errors))]
+        columns = list(topk.error_columns)
+        return {
+            "columns": columns,
+            "chunks": [[float(x) for x in row] for row in errors],
+            "summary": error_summary(errors, rows, columns),
+        }
 
     @property
     def features(self) -> Any | None:
@@ -217,9 +324,13 @@ class TeacherArrays:
         return self.read_static(LWS_SCALE)
 
     def reader(self, what: str = LOGITS) -> ArrayReader:
-        """Verified reads of a row-chunked array (:data:`LOGITS` or :data:`FEATURES`)."""
-        if what not in TEACHER_ROW_ARRAYS:
-            raise UsageError(f"Expected {' or '.join(TEACHER_ROW_ARRAYS)}, got {what!r}")
+        """Verified reads of a row-chunked array (:data:`LOGITS` or :data:`FEATURES`; a sparse
+        teacher's ``topk/*`` arrays)."""
+        arrays = (*TEACHER_ROW_ARRAYS, *TEACHER_CHUNK_ARRAYS)
+        if what not in arrays:
+            raise UsageError(f"Expected one of {', '.join(arrays)}, got {what!r}")
+        if what == LOGITS:
+            self._require_dense("reading the logits array")
         return ArrayReader(self.cache, teacher_array(self.name, what))
 
     def read_static(self, what: str) -> np.ndarray:
@@ -230,8 +341,10 @@ class TeacherArrays:
 
     @property
     def row_arrays(self) -> list[str]:
-        """Paths of the teacher's row-chunked arrays."""
-        out = [teacher_array(self.name, LOGITS)]
+        """Paths of the teacher's arrays committed chunk by chunk (a sparse teacher's
+        ``topk/error`` too: one row per chunk)."""
+        sparse = (TOPK_VALUES, TOPK_INDICES, TOPK_REST, *TEACHER_CHUNK_ARRAYS)
+        out = [teacher_array(self.name, w) for w in (sparse if self.info.sparse else (LOGITS,))]
         if self.info.features:
             out.append(teacher_array(self.name, FEATURES))
         return out
@@ -268,10 +381,10 @@ class Cache:
         if attrs is None:
             what = "does not exist" if not self.loc.exists() else "is not a softlabels cache"
             raise CacheNotFoundError(f"{self.loc.url} {what}; create one with `softlabels dump`")
-        if format_of(attrs) != FORMAT_VERSION:
+        if format_of(attrs) not in FORMAT_VERSIONS:
             raise CacheError(
                 f"{self.loc.url} has cache format {format_of(attrs)}; this softlabels reads "
-                f"format {FORMAT_VERSION}"
+                f"formats {' and '.join(map(str, FORMAT_VERSIONS))}: upgrade softlabels"
             )
         self.meta: dict[str, Any] = attrs
         self.metadata: CacheMeta = parse_meta(self.loc, attrs)

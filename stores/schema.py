@@ -1,14 +1,15 @@
-"""The cache format, version 1, in one place.
+"""The cache format, versions 1 and 2, in one place (2: caches holding sparse teachers).
 
 Every other module names the parts of a cache through this one:
 
 * the format version and the root attribute (``zarr.json`` attributes, key ``softlabels``);
-* array paths (:data:`LABELS`, :data:`VIEW_SEEDS`, :func:`teacher_array`) and the store
+* array paths (:data:`LABELS`, :data:`VIEW_SEEDS`, :func:`teacher_array`; a sparse
+  teacher's ``topk/*`` arrays, whose rebuild rule is :mod:`~softlabels.stores.topk`) and the store
   keys of their files (:func:`array_meta_key`, :func:`chunk_key`);
 * the Parquet tables and their columns (:data:`TABLE_COLUMNS`, :func:`table_schema`);
 * manifest record names (:func:`record_name`, :func:`parse_record_name`);
 * the root metadata as frozen records that validate themselves (:class:`CacheMeta` with
-  :class:`DatasetInfo`, :class:`TeacherInfo`, :class:`Calibration`, :class:`ViewsInfo`,
+  :class:`DatasetInfo`, :class:`TeacherInfo`, :class:`TopKInfo`, :class:`Calibration`, :class:`ViewsInfo`,
   :class:`TuneTau`), each with ``to_dict``/``from_dict``.
 
 ``from_dict`` raises a one-line :class:`~softlabels.stores.errors.CacheError` naming the key
@@ -38,8 +39,10 @@ __all__ = [
     "CLASSES_TABLE",
     "CLASSIFIER_BIAS",
     "CLASSIFIER_WEIGHT",
+    "DENSE_FORMAT_VERSION",
     "FEATURES",
     "FORMAT_VERSION",
+    "FORMAT_VERSIONS",
     "LABELS",
     "LOGITS",
     "LWS_SCALE",
@@ -50,11 +53,17 @@ __all__ = [
     "SAMPLES_COLUMNS",
     "SAMPLES_TABLE",
     "SAMPLE_ID",
+    "STORAGES",
     "TABLES",
     "TABLE_COLUMNS",
     "TEACHERS",
+    "TEACHER_CHUNK_ARRAYS",
     "TEACHER_ROW_ARRAYS",
     "TEACHER_STATIC_ARRAYS",
+    "TOPK_ERROR",
+    "TOPK_INDICES",
+    "TOPK_REST",
+    "TOPK_VALUES",
     "VIEW_SEEDS",
     "CacheMeta",
     "Calibration",
@@ -62,6 +71,7 @@ __all__ = [
     "RecordName",
     "TauChoice",
     "TeacherInfo",
+    "TopKInfo",
     "TuneTau",
     "ViewsInfo",
     "array_meta_key",
@@ -69,6 +79,7 @@ __all__ = [
     "chunk_key",
     "classes_table",
     "config_of",
+    "format_for",
     "format_of",
     "is_array_meta_key",
     "parse_record_name",
@@ -81,7 +92,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- version, root
 
-FORMAT_VERSION = 1
+# 2: sparse (top-k) teachers. A cache whose teachers are all dense is still written as 1, so
+# a reader of format 1 reads it; one holding a sparse teacher is 2, which that reader refuses
+# in one line (it reads only its own format), as this one refuses a format above 2.
+FORMAT_VERSION = 2  # the newest format, written when a cache holds a sparse teacher
+DENSE_FORMAT_VERSION = 1  # written when every teacher is dense
+FORMAT_VERSIONS = (DENSE_FORMAT_VERSION, FORMAT_VERSION)  # what this version reads
 ROOT_DOC = "zarr.json"  # the root group's document; its attributes hold the metadata
 ROOT_ATTR = "softlabels"  # the attribute of the root document that holds CacheMeta
 
@@ -97,14 +113,24 @@ FEATURES = "features"  # float16/float32 [N, V, D], row-chunked (optional)
 CLASSIFIER_WEIGHT = "classifier/weight"  # float32 [C, D], stored whole
 CLASSIFIER_BIAS = "classifier/bias"  # float32 [C], stored whole
 LWS_SCALE = "lws_scale"  # float32 [C], stored whole (LWS-calibrated teachers)
-TEACHER_ROW_ARRAYS = (LOGITS, FEATURES)
+# A sparse teacher (storage "topk") has these instead of LOGITS (METHODS §12, stores/topk.py).
+TOPK_VALUES = "topk/values"  # float16/float32 [N, V, K], the K largest logits, descending
+TOPK_INDICES = "topk/indices"  # uint16 (C <= 65,536) or int32 [N, V, K], their class ids
+TOPK_REST = "topk/rest"  # float32 [N, V, R], statistics of the other C - K logits
+TOPK_ERROR = "topk/error"  # float32 [num_chunks, M], the rebuild's error measured per chunk
+TEACHER_ROW_ARRAYS = (LOGITS, FEATURES, TOPK_VALUES, TOPK_INDICES, TOPK_REST)
+TEACHER_CHUNK_ARRAYS = (TOPK_ERROR,)  # one row per chunk, committed with that chunk
 TEACHER_STATIC_ARRAYS = (CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, LWS_SCALE)
+STORAGES = ("dense", "topk")  # a teacher's logits: LOGITS, or the TOPK_* arrays
 BASE_ROW_ARRAYS = (LABELS, VIEW_SEEDS)
 
 # Every array path of a cache, ``<name>`` standing for a teacher's name (the README's table).
 ARRAY_PATHS: tuple[str, ...] = (
     *BASE_ROW_ARRAYS,
-    *(f"{TEACHERS}/<name>/{what}" for what in (*TEACHER_ROW_ARRAYS, *TEACHER_STATIC_ARRAYS)),
+    *(
+        f"{TEACHERS}/<name>/{what}"
+        for what in (*TEACHER_ROW_ARRAYS, *TEACHER_CHUNK_ARRAYS, *TEACHER_STATIC_ARRAYS)
+    ),
 )
 
 # Stored teacher names: a dumped name, or ``<source>+<method>`` for a calibrated one.
@@ -126,8 +152,9 @@ def teacher_root(name: str) -> str:
 
 def teacher_array(name: str, what: str) -> str:
     """The path of array ``what`` (:data:`LOGITS`, :data:`FEATURES`, ...) of teacher ``name``."""
-    if what not in (*TEACHER_ROW_ARRAYS, *TEACHER_STATIC_ARRAYS):
-        known = ", ".join((*TEACHER_ROW_ARRAYS, *TEACHER_STATIC_ARRAYS))
+    arrays = (*TEACHER_ROW_ARRAYS, *TEACHER_CHUNK_ARRAYS, *TEACHER_STATIC_ARRAYS)
+    if what not in arrays:
+        known = ", ".join(arrays)
         raise UsageError(f"Expected a teacher array ({known}), got {what!r}")
     return f"{teacher_root(name)}/{what}"
 
@@ -552,6 +579,22 @@ class Calibration(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TopKInfo(Record):
+    """``teachers.<name>.topk``: how a sparse teacher's outputs are stored and rebuilt."""
+
+    AT: ClassVar[str] = f"{ROOT_ATTR}.teachers.<name>.topk"
+
+    k: int = field(metadata=_spec(_int(1)))  # logits kept per (row, view)
+    index_dtype: str = field(metadata=_spec(_one_of("uint16", "int32")))
+    rest: tuple[str, ...] = field(metadata=_spec(_list_of(_str, "strings")))  # topk/rest columns
+    rule: str = field(metadata=_spec(_str))  # the rebuild rule (stores/topk.py)
+    rule_version: int = field(metadata=_spec(_int(1)))
+    error_columns: tuple[str, ...] = field(metadata=_spec(_list_of(_str, "strings")))
+    error_taus: tuple[float, ...] = field(metadata=_spec(_list_of(_positive, "numbers > 0")))
+    error_dive: tuple[float, ...] = field(metadata=_spec(_list_of(_positive, "numbers > 0")))
+
+
+@dataclass(frozen=True, kw_only=True)
 class TeacherInfo(Record):
     """``teachers.<name>``: one teacher, and which of its arrays the cache holds."""
 
@@ -570,11 +613,27 @@ class TeacherInfo(Record):
     calibration: Calibration | None = field(
         default=None, metadata=_spec(record=Calibration, optional=True)
     )
+    # "topk": a sparse teacher (its topk/* arrays, described by ``topk``); "dense" or None
+    # (caches from before sparse teachers): its logits array.
+    storage: str | None = field(default=None, metadata=_spec(_optional(_one_of(*STORAGES))))
+    topk: TopKInfo | None = field(default=None, metadata=_spec(record=TopKInfo, optional=True))
+
+    @classmethod
+    def _check_together(cls, values: Mapping[str, Any], at: str) -> None:
+        sparse = values.get("storage") == "topk"
+        if sparse != (values.get("topk") is not None):
+            want = "a topk record (storage 'topk')" if sparse else "null (a dense teacher)"
+            raise _malformed(f"{at}.topk", want, values.get("topk"))
 
     @property
     def lws_scale(self) -> bool:
         """Whether the teacher has an LWS scale (``teachers/<name>/lws_scale``)."""
         return self.calibration is not None and self.calibration.method == "lws"
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the teacher is stored top-k (``teachers/<name>/topk/*``)."""
+        return self.storage == "topk"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -631,7 +690,7 @@ class CacheMeta(Record):
 
     AT: ClassVar[str] = ROOT_ATTR
 
-    format: int = field(metadata=_spec(_one_of(FORMAT_VERSION)))  # type: ignore[arg-type]
+    format: int = field(metadata=_spec(_one_of(*FORMAT_VERSIONS)))  # type: ignore[arg-type]
     N: int = field(metadata=_spec(_int(0)))
     C: int = field(metadata=_spec(_int(1)))
     V: int = field(metadata=_spec(_int(1)))
@@ -660,6 +719,13 @@ class CacheMeta(Record):
                 raise _malformed(
                     f"{at}.teachers", "teacher names of letters, digits, '_', '.', '+', '-'", name
                 )
+        teachers = values.get("teachers") or {}
+        if values.get("format") != format_for(teachers):
+            sparse = [n for n, t in teachers.items() if isinstance(t, TeacherInfo) and t.sparse]
+            want = f"{format_for(teachers)} (" + (
+                f"sparse teacher {sparse[0]!r})" if sparse else "every teacher dense)"
+            )
+            raise _malformed(f"{at}.format", want, values.get("format"))
 
     @property
     def num_chunks(self) -> int:
@@ -669,6 +735,13 @@ class CacheMeta(Record):
     def compressor(self) -> str:
         """The compressor the cache was written with (zstd when the config does not say)."""
         return str(self.config.get("compressor", "zstd"))
+
+
+def format_for(teachers: Mapping[str, Any]) -> int:
+    """The format of a cache with these teachers (:class:`TeacherInfo` by name): 2 when one is
+    sparse, else 1 (so readers of format 1 keep reading dense caches)."""
+    sparse = any(isinstance(t, TeacherInfo) and t.sparse for t in teachers.values())
+    return FORMAT_VERSION if sparse else DENSE_FORMAT_VERSION
 
 
 def format_of(attrs: Mapping[str, Any]) -> Any:
@@ -691,6 +764,7 @@ def attribute_keys() -> dict[str, tuple[str, ...]]:
         "dataset": DatasetInfo.keys_of(),
         "teachers.<name>": TeacherInfo.keys_of(),
         "teachers.<name>.calibration": Calibration.keys_of(),
+        "teachers.<name>.topk": TopKInfo.keys_of(),
         "views": ViewsInfo.keys_of(),
         "tune_tau": TuneTau.keys_of(),
         "tune_tau.choice": TauChoice.keys_of(),

@@ -32,12 +32,14 @@ from softlabels.stores.schema import (
     ROOT_ATTR,
     STATIC,
     TABLES_RECORD,
+    TOPK_VALUES,
     CacheMeta,
     TeacherInfo,
     TuneTau,
     array_meta_key,
     chunk_key,
     config_of,
+    format_for,
     parse_record_name,
     record_name,
     teacher_array,
@@ -56,17 +58,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """An array of the cache: row-chunked along axis 0 (``by_row``) or stored whole."""
+    """An array of the cache: row-chunked along axis 0 (``by_row``) or stored whole.
+
+    ``per_chunk``: an array of one row per chunk of the cache (``[num_chunks, ...]``, e.g. a
+    sparse teacher's measured error), its row ``c`` written and committed with chunk ``c``.
+    """
 
     path: str
     shape: tuple[int, ...]
     dtype: str
     by_row: bool = True
+    per_chunk: bool = False
 
     def chunks(self, chunk_size: int) -> tuple[int, ...]:
         if not self.by_row:
             return tuple(max(1, s) for s in self.shape)
-        return (chunk_size, *self.shape[1:])
+        return (1 if self.per_chunk else chunk_size, *self.shape[1:])
 
 
 def _as_meta(meta: CacheMeta | Mapping[str, Any]) -> CacheMeta:
@@ -250,17 +257,20 @@ class CacheWriter:
         rec = Record(name=record_name(CHUNK, chunk, part), chunk=chunk, rows=(start, stop))
         for path, value in data.items():
             spec = self.specs[path]
-            if value.shape[0] != stop - start:
+            lo, hi, size = (
+                (chunk, chunk + 1, 1) if spec.per_chunk else (start, stop, self.chunk_size)
+            )
+            if value.shape[0] != hi - lo:
                 raise ValueError(
-                    f"Expected {stop - start} rows for {path} chunk {chunk}, got {value.shape[0]}"
+                    f"Expected {hi - lo} rows for {path} chunk {chunk}, got {value.shape[0]}"
                 )
             meta = self._array_meta(path)
-            full = np.zeros((self.chunk_size, *spec.shape[1:]), dtype=np.dtype(spec.dtype))
-            full[: stop - start] = value  # the last chunk is padded with the fill value (0)
+            full = np.zeros((size, *spec.shape[1:]), dtype=np.dtype(spec.dtype))
+            full[: hi - lo] = value  # the last chunk is padded with the fill value (0)
             raw = encode_chunk(full, meta)
             key = chunk_key(path, chunk, len(spec.shape))
             if raw is None:  # a codec chain not encoded by hand: let zarr write it
-                self._arrays[path][start:stop] = value
+                self._arrays[path][lo:hi] = value
                 rec.entries[path] = entry_for(self.loc, key)
                 continue
             self.loc.write(key, raw)
@@ -401,6 +411,7 @@ def add_teacher(
     rows: dict[str, np.ndarray],
     static: dict[str, np.ndarray] | None = None,
     *,
+    per_chunk: dict[str, np.ndarray] | None = None,
     replace: bool = False,
     break_lock: bool = False,
     compressor: str = "zstd",
@@ -408,10 +419,13 @@ def add_teacher(
     """Add a teacher to a complete cache: row arrays ``teachers/<name>/<key>`` ([N, ...]),
     optional static arrays, with their own manifest records (``*+<name>.json``).
 
-    ``rows`` and ``static`` are keyed by teacher array (``logits``, ``features``;
-    ``classifier/weight``, ``classifier/bias``, ``lws_scale``). The teacher appears in the
-    root attributes only after all its chunks are committed, so a reader never sees half
-    of it. ``replace`` first removes a teacher of that name.
+    ``rows`` and ``static`` are keyed by teacher array (``logits``, ``features``, or a sparse
+    teacher's ``topk/values``, ``topk/indices``, ``topk/rest``; ``classifier/weight``,
+    ``classifier/bias``, ``lws_scale``); ``per_chunk`` holds arrays of one row per chunk
+    (``topk/error``, ``[num_chunks, ...]``), committed with their chunks. The teacher appears
+    in the root attributes only after all its chunks are committed, so a reader never sees
+    half of it; a sparse teacher makes the cache format 2. ``replace`` first removes a
+    teacher of that name.
     """
     loc = resolve(url)
     if read_root_attrs(loc) is None:
@@ -422,6 +436,7 @@ def add_teacher(
         else TeacherInfo.from_dict(info, f"{ROOT_ATTR}.teachers.{name}")
     )
     static = static or {}
+    per_chunk = per_chunk or {}
     lock = CacheLock(loc, break_stale=break_lock, owner="add-teacher")
     lock.acquire()
     try:
@@ -434,7 +449,7 @@ def add_teacher(
                     f"{loc.url} already has a teacher {name!r}; use --overwrite to replace it"
                 )
             kept = {k: v for k, v in meta.teachers.items() if k != name}
-            meta = meta.updated(teachers=kept)
+            meta = meta.updated(teachers=kept, format=format_for(kept))
             rewrite_root_attrs(loc, meta.to_dict())
         # Leftovers of an earlier (maybe interrupted) add of this name.
         loc.remove(teacher_root(name))
@@ -448,6 +463,11 @@ def add_teacher(
             if arr.shape[0] != n:
                 raise ValueError(f"Expected {n} rows for {key}, got {arr.shape[0]}")
             specs.append(ArraySpec(teacher_array(name, key), tuple(arr.shape), str(arr.dtype)))
+        for key, arr in per_chunk.items():
+            if arr.shape[0] != meta.num_chunks:
+                raise ValueError(f"Expected {meta.num_chunks} rows for {key}, got {arr.shape[0]}")
+            path = teacher_array(name, key)
+            specs.append(ArraySpec(path, tuple(arr.shape), str(arr.dtype), per_chunk=True))
         for key, arr in static.items():
             specs.append(
                 ArraySpec(teacher_array(name, key), tuple(arr.shape), str(arr.dtype), by_row=False)
@@ -458,12 +478,18 @@ def add_teacher(
         writer.write_static({teacher_array(name, k): v for k, v in static.items()}, part=name)
         for chunk in range(writer.num_chunks):
             start, stop = writer.rows(chunk)
-            writer.write_chunk(
-                chunk, {teacher_array(name, k): v[start:stop] for k, v in rows.items()}, part=name
-            )
+            data = {teacher_array(name, k): v[start:stop] for k, v in rows.items()}
+            data |= {teacher_array(name, k): v[chunk : chunk + 1] for k, v in per_chunk.items()}
+            writer.write_chunk(chunk, data, part=name)
         # What the teacher has is what was written, whatever ``info`` said.
-        record = record.updated(features=FEATURES in rows, classifier=CLASSIFIER_WEIGHT in static)
-        meta = meta.updated(teachers={**meta.teachers, name: record})
+        record = record.updated(
+            features=FEATURES in rows,
+            classifier=CLASSIFIER_WEIGHT in static,
+            storage="topk" if TOPK_VALUES in rows else "dense",
+            topk=record.topk if TOPK_VALUES in rows else None,
+        )
+        teachers = {**meta.teachers, name: record}
+        meta = meta.updated(teachers=teachers, format=format_for(teachers))
         lock.check()
         rewrite_root_attrs(loc, meta.to_dict())
     finally:

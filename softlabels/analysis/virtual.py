@@ -11,6 +11,10 @@ CPU cache, and reduced to per-class sums. Memory is bounded by the chunk size (a
 three chunks alive: one in use, one queued, one being read; plus one small block per
 worker), never by N. Ensembles average the teachers' probabilities per sample and view;
 as V is a sum over samples, that is also the mean of the teachers' V.
+
+A sparse (top-k) teacher's chunks are its rule's dense view (one chunk at a time, in the
+reading thread), whose softmax at each temperature is the rebuilt distribution: its V is
+that of the rebuilt distributions, and the result says so (:attr:`VirtualExamples.rebuilt`).
 """
 
 from __future__ import annotations
@@ -209,6 +213,9 @@ class VirtualExamples:
     target: float = TARGET_RATIO
     seconds: float = 0.0
     rows_per_second: float = 0.0
+    # The sparse teachers among ``teachers``: {name: {"k", "rule", "rule_version"}}; their V
+    # comes from the distributions their rule rebuilds, not from full logits.
+    rebuilt: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -249,6 +256,7 @@ class VirtualExamples:
             "choice": self.choice.to_dict(),
             "target": self.target,
             "seconds": self.seconds,
+            "rebuilt": self.rebuilt or None,
             "plots": [],
         }
 
@@ -484,19 +492,20 @@ def _stream(
     from softlabels.device import resolve_device
 
     dev = resolve_device(device)
-    readers = [cache.teacher(n).reader() for n in teachers]
-    n_rows, n_views, n_classes = readers[0].shape
+    arrays = [cache.teacher(n) for n in teachers]
+    n_rows, n_views, n_classes = arrays[0].dense_shape
     scales = [1.0 / t for t in tau_effs]
     total = torch.zeros(len(tau_effs), n_classes, dtype=torch.float64, device=dev)
     if dev.type == "cpu":
         workers = _CPU_WORKERS or max(1, torch.get_num_threads())
         block = max(1, _BLOCK_ELEMENTS // n_classes)
     else:  # one stream of large blocks: the device parallelises inside each op
-        workers, block = 1, max(1, readers[0].chunk_rows * n_views)
+        workers, block = 1, max(1, cache.chunk_size * n_views)
     done = 0
     if progress:
         progress(0, n_rows)
-    chunks = _prefetch(zip(*(r.iter_chunks() for r in readers), strict=True))
+    # Dense teachers: their logits; sparse ones: the rule's dense view, built in this thread.
+    chunks = _prefetch(zip(*(a.dense_chunks() for a in arrays), strict=True))
     # CPU: the workers split each chunk's rows, one torch thread each (no nested thread teams).
     threads = 1 if workers > 1 else torch.get_num_threads()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="softlabels-ve")
@@ -630,7 +639,18 @@ def virtual_examples(
         target=target,
         seconds=seconds,
         rows_per_second=cache.num_samples / seconds if seconds > 0 else 0.0,
+        rebuilt=_rebuilt(cache, names),
     )
+
+
+def _rebuilt(cache: Cache, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The sparse teachers among ``names``, with K and the rule their V was rebuilt by."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        topk = cache.teacher(n).info.topk
+        if topk is not None:
+            out[n] = {"k": topk.k, "rule": topk.rule, "rule_version": topk.rule_version}
+    return out
 
 
 def check_writable(cache: Cache) -> None:

@@ -3,7 +3,9 @@
 The source teacher's cached features (every view of every row) and cached classifier are
 all it needs: no backbone pass. The result is the teacher ``<source>+<method>`` with its own
 logits ``[N, V, C]`` (in the source's dtype), its classifier as static arrays and its own
-manifest records, readable like any other teacher.
+manifest records, readable like any other teacher. It keeps the source's storage: the
+calibrated logits of a sparse source are stored top-k with the same K (their error measured
+against the calibrated float32 logits, as a dump measures it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from softlabels.stores.schema import (
     FEATURES,
     LOGITS,
     LWS_SCALE,
+    TOPK_VALUES,
     Calibration,
     TeacherInfo,
 )
@@ -197,8 +200,11 @@ def calibrate(
     calibrated = fit.classifier.to(dev)
 
     # Logits of every (row, view) under the calibrated classifier, and accuracies.
-    dtype = src.reader(LOGITS).dtype
-    logits, after_pred = _apply(calibrated, features, dtype)
+    dtype = src.reader(TOPK_VALUES if info.sparse else LOGITS).dtype
+    # A sparse teacher's error is measured against float32 logits: cast when encoding.
+    logits, after_pred = _apply(
+        calibrated, features, np.dtype(np.float32) if info.sparse else dtype
+    )
     _, before_pred = _apply(source_cls.to(dev), features, None)
     counts = np.asarray(cache.dataset.train_counts or cache.class_counts)
     if test is None:
@@ -220,7 +226,11 @@ def calibrate(
             "after": _summary(*ta, test_labels, counts, c),
         }
     assert logits is not None
-    _check_finite(logits, name, dtype)
+    if info.sparse:
+        with np.errstate(over="ignore"):
+            _check_finite(logits.astype(dtype), name, dtype)
+    else:
+        _check_finite(logits, name, dtype)
 
     out_cls = fit.classifier.to("cpu")
     static = {
@@ -262,13 +272,23 @@ def calibrate(
         cosine_scale=source_cls.cosine_scale,
         calibration=calibration,
     )
+    rows: dict[str, np.ndarray] = {LOGITS: logits}
+    per_chunk: dict[str, np.ndarray] = {}
+    if info.sparse:  # the source's storage, the same K, under the current rule
+        from softlabels.stores.topk import encode_chunks, topk_info
+
+        k = src.k
+        assert k is not None
+        new_info = new_info.updated(topk=topk_info(k, c))
+        rows, per_chunk = encode_chunks(logits, dtype, k, cache.chunk_size)
     replaced = name in cache.teacher_names
     add_teacher(
         cache_url,
         name,
         new_info,
-        {LOGITS: logits},
+        rows,
         static,
+        per_chunk=per_chunk,
         replace=overwrite,
         compressor=cache.metadata.compressor,
     )
@@ -295,7 +315,8 @@ def calibrate(
         replaced=replaced,
         seconds=time.perf_counter() - t0,
         lws_scale=scale_stats,
-        extra={"formula": calibration.formula, "dtype": str(dtype)},
+        extra={"formula": calibration.formula, "dtype": str(dtype), "storage": src.storage}
+        | ({"k": src.k} if info.sparse else {}),
     )
 
 

@@ -4,6 +4,12 @@ When a teacher's logits fit the device budget they are read once (every chunk ch
 verified) and kept whole on the device, as float16 or float32 as stored; a batch is an
 index. Otherwise they stay in host memory (pinned on CUDA) and each batch's rows are
 gathered there and copied ahead of use with a non-blocking transfer.
+
+A sparse (top-k) teacher is held the same way as its stored arrays (K values, K ids and
+the rest's statistics per view, never ``[N, V, C]``); :class:`SparseTargets` rebuilds each
+batch's ``[B, C]`` targets where they are used, as the rule's dense view
+(:func:`softlabels.stores.topk.dense_view`): logits whose softmax at any temperature (and
+DiVE's power) is the rule's rebuilt distribution, so every loss takes them unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from softlabels.engine.inputs import Batch
 from softlabels.nonfinite import nonfinite_error, nonfinite_rows
 from softlabels.stores.cache import Cache
 
-__all__ = ["TeacherTargets", "load_targets"]
+__all__ = ["SparseTargets", "TeacherTargets", "load_targets"]
 
 DEFAULT_DEVICE_BUDGET = 4 << 30  # bytes of targets kept on the device when it is not a GPU
 
@@ -38,14 +44,7 @@ class TeacherTargets:
         return int(self.logits.shape[1])
 
     def _gather(self, t: torch.Tensor, rows: np.ndarray, view: np.ndarray | None) -> torch.Tensor:
-        v = np.zeros(len(rows), np.int64) if view is None else np.minimum(view, t.shape[1] - 1)
-        if self.resident:
-            r = torch.as_tensor(rows, device=self.device)
-            return t[r, torch.as_tensor(v, device=self.device)].float()
-        out = t[torch.as_tensor(rows), torch.as_tensor(v)]
-        if self.device.type == "cuda":
-            out = out.pin_memory()
-        return out.to(self.device, non_blocking=True).float()
+        return _gather(t, rows, view, self.device, self.resident).float()
 
     def logits_for(self, rows: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
         """float32 [B, C] teacher logits of the given rows and views."""
@@ -68,6 +67,45 @@ class TeacherTargets:
         return self.features_for(batch.rows, batch.view)
 
 
+def _gather(
+    t: torch.Tensor, rows: np.ndarray, view: np.ndarray | None, device: torch.device, resident: bool
+) -> torch.Tensor:
+    """``t[rows, view]`` on ``device`` (view 0 when None; views past the last one clamp to it),
+    in ``t``'s dtype."""
+    v = np.zeros(len(rows), np.int64) if view is None else np.minimum(view, t.shape[1] - 1)
+    if resident:
+        r = torch.as_tensor(rows, device=device)
+        return t[r, torch.as_tensor(v, device=device)]
+    out = t[torch.as_tensor(rows), torch.as_tensor(v)]
+    if device.type == "cuda":
+        out = out.pin_memory()
+    return out.to(device, non_blocking=True)
+
+
+@dataclass
+class SparseTargets(TeacherTargets):
+    """A sparse teacher: top-k values and ids ``[N, V, K]`` and the rest's statistics
+    ``[N, V, R]``; each batch's targets are the rule's dense view ``[B, C]`` float32, built
+    on the device from the batch's rows only. ``logits`` holds the values (for
+    :attr:`num_views`)."""
+
+    indices: torch.Tensor | None = None
+    rest: torch.Tensor | None = None
+    num_classes: int = 0
+
+    def logits_for(self, rows: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
+        """float32 [B, C]: the rule's dense view of the given rows and views, whose softmax at
+        temperature T is the rebuilt distribution at T (and at T/p under DiVE's power p)."""
+        from softlabels.stores.topk import dense_view
+
+        assert self.indices is not None and self.rest is not None
+        parts = (
+            _gather(t, rows, view, self.device, self.resident)
+            for t in (self.logits, self.indices, self.rest)
+        )
+        return dense_view(*parts, self.num_classes)
+
+
 def _budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
@@ -84,12 +122,23 @@ def load_targets(
     budget: int | None = None,
     progress: Any = None,
 ) -> TeacherTargets:
-    """Read a teacher's arrays once (verified) and place them for training."""
+    """Read a teacher's arrays once (verified) and place them for training: a
+    :class:`TeacherTargets`, or :class:`SparseTargets` for a sparse teacher."""
+    from softlabels.stores.schema import LOGITS, TOPK_INDICES, TOPK_REST, TOPK_VALUES
+
     t = cache.teacher(name)
-    arrays = {"logits": t.reader("logits").read_all()}
+    sparse = t.info.sparse
+    if sparse:
+        t.check_rule()  # before any read
+    stored = {"logits": TOPK_VALUES, "indices": TOPK_INDICES, "rest": TOPK_REST}
+    if not sparse:
+        stored = {"logits": LOGITS}
+    arrays = {key: t.reader(what).read_all() for key, what in stored.items()}
     if features:
         arrays["features"] = t.reader("features").read_all()
     for key, arr in arrays.items():
+        if key == "indices":
+            continue
         rows = nonfinite_rows(arr)
         if len(rows):
             raise nonfinite_error(
@@ -103,12 +152,25 @@ def load_targets(
     resident = nbytes <= limit
     placed: dict[str, torch.Tensor] = {}
     for key, arr in arrays.items():
+        if arr.dtype == np.uint16:  # torch indexes with int64; uint16 has too few kernels
+            arr = arr.astype(np.int32)
         tensor = torch.from_numpy(np.ascontiguousarray(arr))
         if resident:
             tensor = tensor.to(device)
         elif device.type == "cuda":
             tensor = tensor.pin_memory()
         placed[key] = tensor
+    if sparse:
+        return SparseTargets(
+            name=name,
+            logits=placed["logits"],
+            features=placed.get("features"),
+            device=device,
+            resident=resident,
+            indices=placed["indices"],
+            rest=placed["rest"],
+            num_classes=cache.num_classes,
+        )
     return TeacherTargets(
         name=name,
         logits=placed["logits"],

@@ -30,6 +30,7 @@ import torch
 
 from softlabels.errors import NonFiniteError, SoftlabelsError, StorageError, UsageError
 from softlabels.stores import schema
+from softlabels.stores import topk as sparse
 from softlabels.stores._codec import COMPRESSORS
 
 __all__ = ["DumpConfig", "DumpResult", "TeacherSpec", "dump", "parse_teacher"]
@@ -84,6 +85,7 @@ class DumpConfig:
     strength: str = "standard"
     compressor: str = "zstd"
     schedule: str = "epoch"  # epoch: view v = epoch v of an online run; random: hashed seeds
+    topk: int | None = None  # store the K largest logits per view (sparse), not all C
 
     def __post_init__(self) -> None:
         if not self.teachers:
@@ -94,7 +96,12 @@ class DumpConfig:
         if self.views < 0:
             raise UsageError(f"Expected --views >= 0, got {self.views}")
         if self.dtype not in DTYPES:
-            raise UsageError(f"Expected --dtype float16 or float32, got {self.dtype!r}")
+            held = " (top-k values are stored in the cache's dtype)" if self.topk else ""
+            raise UsageError(f"Expected --dtype float16 or float32{held}, got {self.dtype!r}")
+        if self.topk is not None and (
+            not isinstance(self.topk, int) or isinstance(self.topk, bool) or self.topk < 1
+        ):
+            raise UsageError(f"Expected --topk K >= 1, got {self.topk!r}")
         if self.chunk_size < 1:
             raise UsageError(f"Expected --chunk-size >= 1, got {self.chunk_size}")
         if self.batch_size < 1:
@@ -190,6 +197,8 @@ def dump(
     ds = load_dataset(config.dataset)
     split = ds.split(config.split)
     n, c, v = len(split), ds.num_classes, config.num_views
+    if config.topk is not None:
+        sparse.check_k(config.topk, c)
     if config.views > 0 and ds.recipe.get("kind") == "none":
         raise UsageError(
             f"dataset {ds.spec} has no augmentation recipe, so augmented views would all be the "
@@ -235,6 +244,8 @@ def dump(
             classifier_kind=lm.arch.get("classifier", "linear"),
             cosine_scale=lm.arch.get("cosine_scale"),
             calibration=None,
+            storage="dense" if config.topk is None else "topk",
+            topk=None if config.topk is None else sparse.topk_info(config.topk, c),
         )
         models[t.name] = (lm, cls_w)
 
@@ -254,17 +265,21 @@ def dump(
                 "strength",
                 "compressor",
                 "schedule",
+                # Only when set: a dense dump keeps the key (and so resumes) it always had.
+                *(("topk",) if config.topk is not None else ()),
             )
         },
         "teachers": {k: v_.model_id for k, v_ in tinfo.items()},
         "fingerprint": split.fingerprint(),
-        "format": schema.FORMAT_VERSION,
+        "format": schema.format_for(tinfo),
         "algorithm": DUMP_ALGORITHM,
     }
+    if config.topk is not None:  # the rule decides the bytes of topk/rest and topk/error
+        key_doc["topk_rule"] = [sparse.RULE, sparse.RULE_VERSION]
     config_key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
     counts = ds.class_counts("train")
     meta = schema.CacheMeta(
-        format=schema.FORMAT_VERSION,
+        format=schema.format_for(tinfo),
         N=n,
         C=c,
         V=v,
@@ -298,7 +313,11 @@ def dump(
         ArraySpec(schema.VIEW_SEEDS, (n, v), "uint64"),
     ]
     for name, info in tinfo.items():
-        specs.append(ArraySpec(schema.teacher_array(name, schema.LOGITS), (n, v, c), config.dtype))
+        if info.topk is None:
+            path = schema.teacher_array(name, schema.LOGITS)
+            specs.append(ArraySpec(path, (n, v, c), config.dtype))
+        else:
+            specs.extend(_topk_specs(name, info.topk, n, v, config))
         if info.features:
             d = info.feature_dim
             path = schema.teacher_array(name, schema.FEATURES)
@@ -355,6 +374,24 @@ def dump(
             f"writing the cache {out} failed: {what}; every chunk committed before is kept; "
             "fix the storage (free space, permissions) and rerun the same command to resume"
         ) from exc
+
+
+def _topk_specs(name: str, info: schema.TopKInfo, n: int, v: int, config: DumpConfig) -> list[Any]:
+    """The arrays of a sparse teacher: top-k values, ids, rest statistics; the error per chunk."""
+    from softlabels.stores.writer import ArraySpec
+
+    k, chunks = info.k, -(-n // config.chunk_size)
+    return [
+        ArraySpec(schema.teacher_array(name, schema.TOPK_VALUES), (n, v, k), config.dtype),
+        ArraySpec(schema.teacher_array(name, schema.TOPK_INDICES), (n, v, k), info.index_dtype),
+        ArraySpec(schema.teacher_array(name, schema.TOPK_REST), (n, v, len(info.rest)), "float32"),
+        ArraySpec(
+            schema.teacher_array(name, schema.TOPK_ERROR),
+            (chunks, len(info.error_columns)),
+            "float32",
+            per_chunk=True,
+        ),
+    ]
 
 
 def _distributed_setup(device: str, out: str) -> Any:
@@ -517,7 +554,8 @@ def _commit_chunks(
             )
             if in_flight is not None:
                 in_flight.result()
-            in_flight = commit_pool.submit(writer.write_chunk, chunk, data)
+            # The commit thread also encodes sparse teachers (top-k and the measured error).
+            in_flight = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
             done_rows += stop - start
             if progress:
                 progress(done_rows, total)
@@ -531,6 +569,19 @@ def _commit_chunks(
             in_flight.exception()
         commit_pool.shutdown(wait=True)
         load_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _encode_and_write(
+    writer: Any, chunk: int, data: dict[str, np.ndarray], tinfo: dict[str, Any], config: DumpConfig
+) -> None:
+    """Commit one chunk; a sparse teacher's float32 logits (under its logits path in
+    ``data``, see :func:`_run_chunk`) become its top-k arrays and error row first."""
+    for name, info in tinfo.items():
+        if info.topk is not None:
+            logits32 = data.pop(schema.teacher_array(name, schema.LOGITS))
+            encoded = sparse.encode_chunk(logits32, np.dtype(config.dtype), info.topk.k)
+            data.update({schema.teacher_array(name, w): a for w, a in encoded.items()})
+    writer.write_chunk(chunk, data)
 
 
 def _error_doc(exc: BaseException) -> dict[str, Any]:
@@ -569,7 +620,10 @@ def _run_chunk(
     pool: ThreadPoolExecutor,
     view_seeds: Callable[..., np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite)."""
+    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite).
+
+    A sparse teacher's entry (at its logits path) holds its float32 logits, checked finite
+    in the cache's dtype; :func:`_encode_and_write` turns them into its top-k arrays."""
     rows = np.arange(start, stop, dtype=np.int64)
     v = config.num_views
     seeds = (
@@ -582,15 +636,22 @@ def _run_chunk(
         schema.LABELS: split.labels[start:stop].astype(np.int32),
         schema.VIEW_SEEDS: seeds.astype(np.uint64),
     }
-    # The row arrays of each teacher, by teacher and array name (views into ``out``).
+    # The row arrays of each teacher, by teacher and array name (views into ``out``). A
+    # sparse teacher's logits are kept in float32 too (its error is measured against them)
+    # and are not stored: its topk arrays are, once the logits are checked finite.
     arrays: dict[str, dict[str, np.ndarray]] = {}
+    full: dict[str, np.ndarray] = {}  # float32 logits of the sparse teachers
     for name, info in tinfo.items():
         c = int(ds.num_classes)
         arrays[name] = {schema.LOGITS: np.empty((len(rows), v, c), np_dtype)}
+        if info.topk is not None:
+            full[name] = np.empty((len(rows), v, c), np.float32)
         if info.features:
             arrays[name][schema.FEATURES] = np.empty((len(rows), v, info.feature_dim), np_dtype)
         for what, arr in arrays[name].items():
-            out[schema.teacher_array(name, what)] = arr
+            out[schema.teacher_array(name, what)] = (
+                full.get(name, arr) if what == schema.LOGITS else arr
+            )
 
     batches = list(_batches(start, stop, config.batch_size))
     queue: deque[Future[torch.Tensor]] = deque()
@@ -614,7 +675,10 @@ def _run_chunk(
                 for name, (lm, _cls) in models.items():
                     logits, feats = lm.forward(x)
                     # .cpu() is the one device sync per batch and teacher.
-                    arrays[name][schema.LOGITS][lo:hi, view] = logits.float().cpu().numpy()
+                    z = logits.float().cpu().numpy()
+                    arrays[name][schema.LOGITS][lo:hi, view] = z
+                    if name in full:
+                        full[name][lo:hi, view] = z
                     if schema.FEATURES in arrays[name]:
                         arrays[name][schema.FEATURES][lo:hi, view] = feats.float().cpu().numpy()
     for name, what, arr in ((n, w, a) for n in arrays for w, a in arrays[n].items()):

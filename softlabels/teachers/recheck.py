@@ -6,6 +6,10 @@ a calibrated teacher), and its logits are compared with the stored ones: max |de
 top-1 agreement and ``KL(softmax(stored) || softmax(rerun))``. A view is bad when its
 |delta| exceeds what the stored dtype can explain (``rtol * max(1, |z|) + atol``), which
 names a cache re-dumped from another checkpoint, or replayed under another recipe.
+
+A sparse (top-k) teacher is compared on what it stored: its K values against the rerun's
+logits at the stored class ids (the |delta| and the tolerance); the KL is that of its
+rebuilt distribution (the rule's dense view), so it includes the price of K.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from softlabels.errors import UsageError
+from softlabels.stores.schema import TOPK_INDICES
 
 __all__ = ["TOLERANCES", "recheck_teacher"]
 
@@ -63,13 +68,15 @@ def recheck_teacher(
     teacher = load_online_teacher(cache, name, ds, dev, model)
     views = cache.views
     augmented = views.mode == "augmented"
-    logits = cache.teacher(name).logits
-    n, v = int(logits.shape[0]), int(logits.shape[1])
+    arrays = cache.teacher(name)
+    n, v, _c = arrays.dense_shape
     rows, cols = _sample(n, v, sample, seed)
     seeds = cache.read_view_seeds()
     uniq, where = np.unique(rows, return_inverse=True)
-    block = np.asarray(logits.get_orthogonal_selection((uniq, slice(None), slice(None))))
-    stored = block[where, cols].astype(np.float32)
+    stored = arrays.dense_logits(uniq)[where, cols]  # a sparse teacher's: its dense view
+    kept = None  # a sparse teacher's stored class ids of each sampled view
+    if arrays.info.sparse:
+        kept = arrays.read_rows(TOPK_INDICES, uniq)[where, cols].astype(np.int64)
     rerun = []
     with torch.inference_mode():
         for lo in range(0, len(rows), batch_size):
@@ -85,10 +92,14 @@ def recheck_teacher(
                 z = teacher.head(feats.float())
             rerun.append(z.float().cpu())  # sync: one per batch
     fresh = torch.cat(rerun).numpy()
-    dtype = str(cache.teacher(name).info.dtype or "float16")
+    dtype = str(arrays.info.dtype or "float16")
     rtol, atol = TOLERANCES.get(dtype, TOLERANCES["float16"])
-    delta = np.abs(fresh - stored)
-    bad = np.flatnonzero((delta > rtol * np.maximum(1.0, np.abs(stored)) + atol).any(axis=1))
+    if kept is None:
+        ref, got = stored, fresh
+    else:  # only the stored values: the rerun's logits at the stored ids
+        ref, got = (np.take_along_axis(a, kept, 1) for a in (stored, fresh))
+    delta = np.abs(got - ref)
+    bad = np.flatnonzero((delta > rtol * np.maximum(1.0, np.abs(ref)) + atol).any(axis=1))
     kl = F.kl_div(
         F.log_softmax(torch.from_numpy(fresh), -1),
         F.log_softmax(torch.from_numpy(stored), -1),
@@ -101,6 +112,7 @@ def recheck_teacher(
         "teacher": name,
         "model": model,
         "dtype": dtype,
+        "storage": arrays.storage,
         "tolerance": {"rtol": rtol, "atol": atol},
         "sampled": len(rows),
         "max_abs_delta": float(delta.max()) if len(delta) else 0.0,

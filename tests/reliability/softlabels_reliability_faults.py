@@ -52,11 +52,15 @@ KINDS: dict[str, tuple[tuple[str, ...], int]] = {
     "single": ((f"a={SLOW}",), 0),
     "multi": ((f"a={SLOW}", "b=cnn1d"), 0),
     "views": ((f"a={SLOW}",), 3),
+    "sparse": ((f"a={SLOW}",), 2),  # with --topk: see KIND_ARGS
 }
+# More dump arguments of a kind: a sparse teacher (top-3 of 10 classes, METHODS §12).
+KIND_ARGS: dict[str, tuple[str, ...]] = {"sparse": ("--topk", "3")}
 
 
 def dump_args(out: Path | str, kind: str = "single", *extra: object) -> list[str]:
     teachers, views = KINDS[kind]
+    extra = (*KIND_ARGS.get(kind, ()), *extra)
     args: list[object] = ["dump", "--dataset", DATASET]
     for t in teachers:
         args += ["--teacher", t]

@@ -1,8 +1,9 @@
 """Issue 7, items 1 and 5: ``kill -9`` at random moments of a dump (single teacher, two
-teachers, three augmented views), then the same command again, with no flag: the cache ends
-with the bytes of an uninterrupted dump, nothing committed before the kill is lost. One
-writer per cache: the lock is an OS lock that dies with its holder, so a dead writer never
-blocks the rerun; ``--break-lock`` stays for a holder that may still be alive (documented).
+teachers, three augmented views, a sparse top-k teacher), then the same command again, with
+no flag: the cache ends with the bytes of an uninterrupted dump, nothing committed before the
+kill is lost. One writer per cache: the lock is an OS lock that dies with its holder, so a
+dead writer never blocks the rerun; ``--break-lock`` stays for a holder that may still be
+alive (documented).
 
 A few seeded trials here; ``benchmarks/fault_injection.py --trials 20`` runs many more.
 """
@@ -36,7 +37,7 @@ from softlabels_reliability_faults import (
 )
 
 # (kind, strategy): before the first commit, in the last chunk, and random moments.
-TRIALS = [("single", "early"), ("multi", "random"), ("views", "last")]
+TRIALS = [("single", "early"), ("multi", "random"), ("views", "last"), ("sparse", "last")]
 
 
 @pytest.mark.slow

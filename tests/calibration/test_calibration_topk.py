@@ -1,0 +1,61 @@
+"""Calibrating a sparse (top-k) teacher: the result keeps the source's storage and K, and
+holds the top-k of the logits a dense twin's calibration stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from softlabels_calibration_helpers import BATCH, CHUNK, DATASET
+
+import softlabels
+from softlabels.calibration import calibrate
+from softlabels.stores import schema
+from softlabels.stores import topk as T
+from softlabels.teachers import DumpConfig, dump, parse_teacher
+
+K = 4
+KW = {"epochs": 2, "lr": 0.1, "batch_size": 64, "seed": 7}
+
+
+def _dump(out: Path, dtype: str, topk: int | None = None) -> Path:
+    teachers = (parse_teacher("a=cnn1d"),)
+    config = DumpConfig(
+        DATASET, teachers, chunk_size=CHUNK, batch_size=BATCH, dtype=dtype, topk=topk
+    )
+    dump(config, str(out), device="cpu")
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_calibrate_keeps_storage_and_k(tmp_path: Path, dtype: str) -> None:
+    sparse = _dump(tmp_path / "sparse.slc", dtype, topk=K)
+    dense = _dump(tmp_path / "dense.slc", dtype)  # the same features, so the same fit
+    for path in (sparse, dense):
+        calibrate(str(path), "a", "lws", **KW)
+    c = softlabels.open_cache(str(sparse))
+    t = c.teacher("a+lws")
+    assert (t.storage, t.k, t.info.topk.rule) == ("topk", K, T.RULE)
+    assert t.info.calibration is not None and t.info.calibration.method == "lws"
+    assert c.metadata.format == 2 and c.verify() == []
+    assert not (sparse / "teachers" / "a+lws" / "logits").exists()
+    # the top-k of the logits the dense twin's calibration stores (in the cache's dtype)
+    cast = softlabels.open_cache(str(dense)).teacher("a+lws").reader(schema.LOGITS).read_all()
+    assert cast.dtype == np.dtype(dtype)
+    order = np.argsort(-cast.astype(np.float32), axis=-1, kind="stable")[..., :K]
+    ids = t.reader(schema.TOPK_INDICES).read_all()
+    assert np.array_equal(ids, order)
+    values = t.reader(schema.TOPK_VALUES).read_all()
+    assert values.dtype == np.dtype(dtype)
+    assert np.array_equal(values, np.take_along_axis(cast, order, -1))
+    if dtype != "float32":
+        return
+    # and its error, measured against the calibrated float32 logits, chunk by chunk
+    z32 = cast
+    errors = t.reader(schema.TOPK_ERROR).read_all()
+    rest = t.reader(schema.TOPK_REST).read_all()
+    for chunk in range(c.num_chunks):
+        rows = slice(chunk * c.chunk_size, (chunk + 1) * c.chunk_size)
+        want = T.chunk_error(z32[rows], values[rows], ids[rows], rest[rows])
+        np.testing.assert_array_equal(errors[chunk], want)

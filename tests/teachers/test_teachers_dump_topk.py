@@ -1,0 +1,264 @@
+"""``dump --topk K``: sparse teachers next to their dense twins (same teacher, same rows),
+the error recorded at dump time, the format version, bad input, damage and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from softlabels_teachers_helpers import (
+    BATCH,
+    CHUNK,
+    DATASET,
+    cache_files,
+    dump_to,
+    one_error_line,
+)
+
+import softlabels
+from softlabels.errors import CacheError, UsageError
+from softlabels.stores import schema
+from softlabels.stores import topk as T
+
+K = 3
+C = 10  # mnist1d
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float16 K=3 dump of ``a=cnn1d`` with two augmented views (never modified: copy it)."""
+    out = tmp_path_factory.mktemp("sparse") / "k3.slc"
+    dump_to(out, views=2, topk=K)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Its dense twins: float16 (what a dense cache stores) and float32 (the teacher's output)."""
+    root = tmp_path_factory.mktemp("dense")
+    out = {}
+    for dtype in ("float16", "float32"):
+        out[dtype] = root / f"{dtype}.slc"
+        dump_to(out[dtype], views=2, dtype=dtype)
+    return out
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    t = softlabels.open_cache(str(path)).teacher("a")
+    names = (schema.TOPK_VALUES, schema.TOPK_INDICES, schema.TOPK_REST, schema.TOPK_ERROR)
+    return {w: t.reader(w).read_all() for w in names}
+
+
+def _dense(path: Path) -> np.ndarray:
+    return softlabels.open_cache(str(path)).teacher("a").reader(schema.LOGITS).read_all()
+
+
+def test_sparse_teacher_holds_the_top_k_of_its_dense_twin(sparse: Path, dense) -> None:
+    got = _arrays(sparse)
+    z = _dense(dense["float16"])  # [N, V, C] float16
+    order = np.argsort(-z.astype(np.float32), axis=-1, kind="stable")[..., :K]
+    assert got[schema.TOPK_INDICES].dtype == np.uint16
+    assert np.array_equal(got[schema.TOPK_INDICES], order)
+    assert got[schema.TOPK_VALUES].dtype == np.float16
+    assert np.array_equal(got[schema.TOPK_VALUES], np.take_along_axis(z, order, -1))
+    mask = np.ones(z.shape, bool)
+    np.put_along_axis(mask, order, False, -1)
+    lse = np.log(np.where(mask, np.exp(z.astype(np.float64)), 0).sum(-1))
+    assert got[schema.TOPK_REST].dtype == np.float32
+    np.testing.assert_allclose(got[schema.TOPK_REST][..., 0], lse, rtol=1e-6)
+    # T = 1: the rebuilt probabilities of the K kept classes are the dense cache's
+    cache = softlabels.open_cache(str(sparse))
+    rebuilt = cache.teacher("a").dense_logits(np.arange(cache.num_samples)).astype(np.float64)
+    p = np.exp(z - np.log(np.exp(z.astype(np.float64)).sum(-1, keepdims=True)))
+    q = np.exp(rebuilt - np.log(np.exp(rebuilt).sum(-1, keepdims=True)))
+    np.testing.assert_allclose(
+        np.take_along_axis(q, order, -1), np.take_along_axis(p, order, -1), rtol=1e-5
+    )
+
+
+def test_format_and_metadata(sparse: Path, dense) -> None:
+    cache = softlabels.open_cache(str(sparse))
+    t = cache.teacher("a")
+    assert cache.metadata.format == 2 and schema.FORMAT_VERSION == 2
+    assert (t.storage, t.k) == ("topk", K)
+    info = t.info.topk
+    assert info is not None
+    assert (info.rule, info.rule_version, info.k, info.index_dtype) == (
+        "equal-rest",
+        1,
+        K,
+        "uint16",
+    )
+    assert info.rest == ("lse",) and info.error_columns == T.ERROR_COLUMNS
+    assert cache.metadata.config["topk"] == K
+    assert not (sparse / "teachers" / "a" / "logits").exists()
+    assert (sparse / "teachers" / "a" / "features").exists()  # features stay dense
+    twin = softlabels.open_cache(str(dense["float16"]))
+    assert twin.metadata.format == 1 and "topk" not in twin.metadata.config
+    assert twin.teacher("a").storage == "dense" and twin.teacher("a").k is None
+
+
+def _recomputed_error(teacher32: np.ndarray, values, ids, rest) -> list[float]:
+    """The error columns by hand: KL(softmax_T(teacher) || softmax_T(rebuilt)), DiVE's power
+    normalisation, top-1 agreement; mean and max over (row, view) pairs."""
+    z = teacher32.reshape(-1, C).astype(np.float64)
+    v = values.reshape(-1, K).astype(np.float64)
+    i = ids.reshape(-1, K).astype(np.int64)
+    m = rest.reshape(-1, 1).astype(np.float64) - np.log(C - K)
+    d = np.repeat(m, C, axis=1)
+    np.put_along_axis(d, i, v, axis=1)
+
+    def logp(x: np.ndarray, tau: float, power: float) -> np.ndarray:
+        e = np.exp(x / tau - (x / tau).max(1, keepdims=True))
+        p = (e / e.sum(1, keepdims=True)) ** power
+        return np.log(p / p.sum(1, keepdims=True))
+
+    out: list[float] = []
+    for tau, power in ((1, 1), (2, 1), (4, 1), (8, 1), (3, 0.5)):
+        lp, lq = logp(z, tau, power), logp(d, tau, power)
+        kl = (np.exp(lp) * (lp - lq)).sum(1)
+        out += [kl.mean(), kl.max()]
+    out.append(float((z.argmax(1) == i[:, 0]).mean()))
+    return out
+
+
+def test_recorded_error_equals_a_recomputation(sparse: Path, dense) -> None:
+    got = _arrays(sparse)
+    z32 = _dense(dense["float32"])  # the teacher's float32 output, row for row
+    errors = got[schema.TOPK_ERROR]
+    assert errors.shape == (5, len(T.ERROR_COLUMNS)) and errors.dtype == np.float32
+    for chunk in range(5):
+        rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
+        want = _recomputed_error(
+            z32[rows], got[schema.TOPK_VALUES][rows], got[schema.TOPK_INDICES][rows],
+            got[schema.TOPK_REST][rows],
+        )  # fmt: skip
+        np.testing.assert_allclose(errors[chunk], want, rtol=1e-4, atol=1e-9)
+    # the summary: means weighted by the chunks' rows (32, 32, 32, 32, 31), max of maxima
+    summary = softlabels.open_cache(str(sparse)).teacher("a").topk_error()["summary"]
+    w = np.array([32, 32, 32, 32, 31], np.float64)
+    assert summary["kl_mean_t4"] == pytest.approx((errors[:, 4] * w).sum() / w.sum())
+    assert summary["kl_max_t4"] == pytest.approx(errors[:, 5].max())
+
+
+def test_inspect_shows_the_error(sparse: Path, cli) -> None:
+    result = cli("inspect", sparse, "--json")
+    assert result.exit_code == 0, result.stderr
+    (t,) = json.loads(result.stdout)["teachers"]
+    assert (t["storage"], t["k"], t["logits_shape"]) == ("topk", K, [159, 2, C])
+    assert t["topk"]["rule"] == "equal-rest" and len(t["topk_error"]["chunks"]) == 5
+    assert set(t["topk_error"]["summary"]) == set(T.ERROR_COLUMNS)
+    text = cli("inspect", sparse)
+    assert text.exit_code == 0
+    assert f"top-{K} of" in text.stdout and "DiVE T = 3, p = 0.5" in text.stdout
+    assert "top-1 agreement" in text.stdout
+
+
+def _dump_args(out: Path, *extra: object) -> list[object]:
+    return [
+        "dump", "--dataset", DATASET, "--teacher", "a=cnn1d", "--out", out,
+        "--chunk-size", CHUNK, "--batch-size", BATCH, "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--topk", "0"), "Expected --topk K >= 1, got 0"),
+        (("--topk", "-2"), "Expected --topk K >= 1, got -2"),
+        (("--topk", "10"), "Expected --topk K < C = 10 classes"),
+        (("--topk", "11"), "Expected --topk K < C = 10 classes"),
+        (("--topk", "3", "--dtype", "bfloat16"), "top-k values are stored in the cache's dtype"),
+    ],
+)
+def test_bad_topk_is_one_line(tmp_path: Path, cli, extra: tuple[str, ...], says: str) -> None:
+    out = tmp_path / "bad.slc"
+    line = one_error_line(cli(*_dump_args(out, *extra)))
+    assert says in line
+    assert not (out / "zarr.json").exists()
+
+
+def test_dense_only_reads_of_a_sparse_teacher_are_refused(sparse: Path) -> None:
+    t = softlabels.open_cache(str(sparse)).teacher("a")
+    for read in (lambda: t.logits, lambda: t.reader(schema.LOGITS)):
+        with pytest.raises(UsageError, match=r"stored top-3 \(sparse\).*dense_logits"):
+            read()
+
+
+def _set_root(path: Path, change) -> None:
+    doc = json.loads((path / "zarr.json").read_text())
+    change(doc["attributes"]["softlabels"])
+    (path / "zarr.json").write_text(json.dumps(doc))
+
+
+def test_formats_this_version_cannot_read_are_refused_in_one_line(
+    sparse: Path, tmp_path: Path, cli
+) -> None:
+    def copy_of(src: Path) -> Path:
+        dst = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(src, dst)
+        return dst
+
+    newer = copy_of(sparse)
+    _set_root(newer, lambda a: a.update(format=3))
+    line = one_error_line(cli("inspect", newer))
+    assert "has cache format 3; this softlabels reads formats 1 and 2" in line
+    # a cache that claims format 1 (what an older softlabels reads) never holds a sparse teacher
+    older = copy_of(sparse)
+    _set_root(older, lambda a: a.update(format=1))
+    line = one_error_line(cli("inspect", older))
+    assert "Expected 2 (sparse teacher 'a') at softlabels.format, got 1" in line
+    # top-k outputs under a rule this version does not know: refused before any target is read
+    rule = copy_of(sparse)
+    _set_root(rule, lambda a: a["teachers"]["a"]["topk"].update(rule_version=2))
+    t = softlabels.open_cache(str(rule)).teacher("a")
+    with pytest.raises(CacheError, match="version 2; this softlabels rebuilds 'equal-rest'"):
+        t.dense_logits([0])
+
+
+@pytest.mark.parametrize("array", ["values", "indices", "rest", "error"])
+def test_verify_names_a_damaged_topk_chunk(sparse: Path, copy_of, cli, array: str) -> None:
+    out = copy_of(sparse)
+    key = out / "teachers" / "a" / "topk" / array / "c" / "2" / "0" / "0"
+    if array == "error":
+        key = out / "teachers" / "a" / "topk" / "error" / "c" / "2" / "0"
+    raw = bytearray(key.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    key.write_bytes(bytes(raw))
+    result = cli("verify", out, "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["kind"], p["where"], p["chunk"]) for p in problems] == [
+        ("checksum", f"teachers/a/topk/{array}", 2)
+    ]
+
+
+def test_resumed_sparse_dump_has_the_bytes_of_an_uninterrupted_one(
+    sparse: Path, copy_of, cli
+) -> None:
+    out = copy_of(sparse)
+    for chunk in (1, 4):  # as a crash leaves them: records gone, chunk files half written
+        (out / "manifest" / f"chunk-{chunk:06d}.json").unlink()
+        values = out / "teachers" / "a" / "topk" / "values" / "c" / str(chunk) / "0" / "0"
+        values.write_bytes(values.read_bytes()[:5])
+        (out / "teachers" / "a" / "topk" / "error" / "c" / str(chunk) / "0").unlink()
+    result = cli(*_dump_args(out, "--views", 2, "--topk", K), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert (json.loads(result.stdout)["status"], json.loads(result.stdout)["chunks_written"]) == (
+        "resumed",
+        2,
+    )
+    assert cache_files(out) == cache_files(sparse)
+
+
+def test_dense_caches_are_unchanged_by_sparse_support(dense) -> None:
+    """A dense dump writes format 1 and the config key it always had (so it resumes caches
+    made before sparse teachers existed): no topk key anywhere in what it hashes."""
+    cache = softlabels.open_cache(str(dense["float16"]))
+    meta = cache.metadata
+    assert meta.format == 1 and "topk" not in meta.config
+    assert (dense["float16"] / "teachers" / "a" / "logits").exists()
+    assert not (dense["float16"] / "teachers" / "a" / "topk").exists()
