@@ -114,3 +114,16 @@ def test_ssd_from_a_calibrated_sparse_teacher(caches, tmp_path: Path) -> None:
     result = distill(str(path), DATA, [spec], tmp_path / "ssd", device="cpu", plots=False,
                      evaluate_teachers=False)  # fmt: skip
     assert result.students[0]["name"] == "ssd"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sparse_targets_on_cuda_give_the_bytes_of_the_cpu(caches) -> None:
+    """Resident on the device and gathered through pinned host memory: the same [B, C]."""
+    cache = open_cache(caches["k3"])
+    rows, views = np.array([0, 7, 70, 158]), np.array([1, 0, 1, 0])
+    want = load_targets(cache, "bsce", torch.device("cpu")).logits_for(rows, views)
+    for budget in (None, 0):
+        targets = load_targets(cache, "bsce", torch.device("cuda"), budget=budget)
+        got = targets.logits_for(rows, views)
+        assert got.device.type == "cuda" and torch.equal(got.cpu(), want)

@@ -262,3 +262,14 @@ def test_dense_caches_are_unchanged_by_sparse_support(dense) -> None:
     assert meta.format == 1 and "topk" not in meta.config
     assert (dense["float16"] / "teachers" / "a" / "logits").exists()
     assert not (dense["float16"] / "teachers" / "a" / "topk").exists()
+
+
+def test_verify_teacher_compares_the_stored_values(sparse: Path, cli) -> None:
+    """``verify --teacher`` re-runs the model and compares the K stored values at their ids
+    (the rest was never stored); another model is named view by view."""
+    ok = cli("verify", sparse, "--dataset", DATASET, "--teacher", "a=cnn1d", "--json")
+    assert ok.exit_code == 0, ok.stdout
+    check = json.loads(ok.stdout)["teacher_check"]
+    assert check["storage"] == "topk" and check["ok"] and check["sampled"] == 256
+    other = cli("verify", sparse, "--dataset", DATASET, "--teacher", "a=mlp", "--json")
+    assert other.exit_code == 1 and json.loads(other.stdout)["teacher_check"]["bad"]
