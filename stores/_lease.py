@@ -286,6 +286,6 @@ class Lease(Way):
         self.stop.set()
         if self.thread is not None:
             self.thread.join(timeout=self.seconds)
-        with self.guard:
+        with self.guard, contextlib.suppress(OSError):  # unreachable store: it expires
             if self.lost_why is None:
                 self.objects.delete(self.token)

@@ -430,11 +430,12 @@ def run_repeated_kills(
     timeout: float = 180.0,
     s3: Any = None,
 ) -> RepeatedKills:
-    """Start the same ``softlabels dump`` command ``kills`` times, each SIGKILLed a random
-    delay after it took the lock (uniform over 90 % of the teacher time its pending chunks
-    need at least: in its setup, a chunk, a commit; never after its end); then run it once
-    more to its end (in-process) and compare with ``reference``. Each run resumes what the
-    ones before committed, with no flag."""
+    """Start the same ``softlabels dump`` command ``kills`` times, each SIGKILLed at a random
+    moment of what is left: the k-th of its pending chunks drawn uniformly (not the last), the
+    run killed a uniform delay (up to 90 % of one chunk's compute) after it took the lock
+    (k = 0) or after it committed the chunk before that one, so kills land in setups, chunks and commits all
+    along the dump; then run it once more to its end (in-process) and compare with
+    ``reference``. Each run resumes what the ones before committed, with no flag."""
     t0 = time.monotonic()
     where = Where(out, s3)
     result = RepeatedKills(kind, kills)
@@ -442,17 +443,28 @@ def run_repeated_kills(
     cmd = [sys.executable, "-m", "softlabels", *dump_args(where.target, kind), "--json"]
     env = subprocess_env(**{SLEEP_ENV: str(sleep)}, **where.env())
     snapshot: dict[str, bytes] = {}
+    def record(chunk: int) -> str:
+        return f"manifest/chunk-{chunk:06d}.json"
+
     for _ in range(kills):
-        pending = NUM_CHUNKS - (_chunk_records(where.local()) if where.exists("manifest") else 0)
-        delay = rng.uniform(0.0, 0.9 * max(1, pending) * per_chunk)
+        pending = [c for c in range(NUM_CHUNKS) if not where.exists(record(c))]
+        # Killed in pending chunk k, never in the last one: the run must not end first.
+        k = rng.randrange(max(1, len(pending) - 1))
+        delay = rng.uniform(0.0, 0.9 * per_chunk)
+
+        def reached(pid: int, k: int = k, pending: list[int] = pending) -> bool:
+            if k == 0:
+                return (where.lock_doc() or {}).get("pid") == pid
+            return where.exists(record(pending[k - 1]))
+
         with subprocess.Popen(
             cmd, env=env, cwd=where.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         ) as proc:
             try:
                 deadline = time.monotonic() + timeout
-                while proc.poll() is None and (where.lock_doc() or {}).get("pid") != proc.pid:
+                while proc.poll() is None and not reached(proc.pid):
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"the dump into {where.target} never took the lock")
+                        raise TimeoutError(f"the dump into {where.target} made no progress")
                     time.sleep(0.002)
                 time.sleep(delay)
                 result.delivered += proc.poll() is None

@@ -148,3 +148,15 @@ def test_damaged_and_deleted_objects_are_named_by_verify(s3: S3Server, s3_copy: 
                "cpu")
     )  # fmt: skip
     assert ("chunk 1 of teachers/a/logits" in line) or ("chunk 2 of labels" in line), line
+
+
+def test_objects_written_by_another_process_are_seen(s3: S3Server, s3_copy: str) -> None:
+    """Listings are not served from a stale cache: what another writer (a rank of the same
+    job, a resumed dump) committed after this process looked is seen."""
+    record = f"{s3_copy}/manifest/chunk-000003.json"
+    other = s3.fs()  # another client: as good as another process
+    saved = other.cat_file(record)
+    other.rm(record)
+    assert open_cache(s3_copy).missing_chunks()["labels"] == [3]  # this process lists it
+    other.pipe_file(record, saved)  # ... and the other commits chunk 3
+    assert open_cache(s3_copy).missing_chunks() == {}

@@ -151,3 +151,24 @@ def test_live_holder_keeps_its_lease_and_loses_it_when_it_stalls(
             holder.send_signal(signal.SIGCONT)
             holder.kill()
             holder.communicate()
+
+
+def test_s3_lock_writes_are_conditional(s3: S3Server) -> None:
+    """Against the real endpoint: create-only fails on an existing object, and a replace
+    of a version that changed since it was read fails, so two writers cannot both win."""
+    from softlabels.stores._lease import _Conflict, _objects
+
+    loc = resolve(s3.url("conditional/c.slc"))
+    objects = _objects(loc.fs, loc.path(LOCK))
+    assert objects.conditional
+    first = objects.create(b"one")
+    with pytest.raises(FileExistsError):
+        objects.create(b"two")
+    second = objects.replace(b"three", first)
+    with pytest.raises(_Conflict):
+        objects.replace(b"four", first)  # stale version: someone else renewed it
+    assert objects.get() == (b"three", second)
+    objects.delete(first)  # not ours any more: stays
+    assert objects.get() is not None
+    objects.delete(second)
+    assert objects.get() is None

@@ -273,3 +273,26 @@ def test_holder_parse_tolerates_old_and_foreign_documents() -> None:
     assert old is not None and old.uuid == "" and old.expires is None
     assert Holder.parse(b"") is None and Holder.parse(b"[1]") is None
     assert Holder.parse(b'{"pid": "3"}') is None
+
+
+def test_a_writer_that_lost_its_lease_commits_nothing_more() -> None:
+    """Another writer took the lease (this one stalled): the next commit is refused."""
+    from test_cache_store import SPECS, TABLES, _chunk, _meta
+
+    from softlabels.stores.cache import CacheWriter
+
+    url = f"memory://lease-{uuid.uuid4().hex}/c.slc"
+    with using_lease(0.4):
+        writer = CacheWriter.open(url, meta=_meta(), specs=SPECS, tables=TABLES)
+    try:
+        writer.write_chunk(0, _chunk(0))
+        loc = resolve(url)
+        taker = _doc(pid=1, host="elsewhere", expires=time.time() + 60)
+        loc.fs.pipe_file(loc.path(LOCK_KEY), taker.encode())
+        time.sleep(0.3)  # a heartbeat finds the lease taken
+        with pytest.raises(CacheLockedError, match="lost the cache lock"):
+            writer.write_chunk(1, _chunk(1))
+        assert writer.pending_chunks() == [1, 2]
+    finally:
+        writer.close()
+    assert json.loads(resolve(url).read(LOCK_KEY))["host"] == "elsewhere"  # left to its holder
