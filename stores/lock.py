@@ -58,7 +58,8 @@ __all__ = [
 ]
 
 LOCK_KEY = LOCK_NAME
-_held_here: set[str] = set()  # lock paths this process holds (flock may be per process on NFS)
+# lock paths this process holds, and as whom (flock may be per process on NFS)
+_held_here: dict[str, Holder] = {}
 _held_guard = threading.Lock()
 
 
@@ -100,7 +101,7 @@ class CacheLock:
             return
         with _held_guard:
             if self.path in _held_here:
-                raise busy(self.loc.url, Holder.me(self.owner), self.break_stale)
+                raise busy(self.loc.url, _held_here[self.path], self.break_stale)
         url, path, owner, brk = self.loc.url, self.path, self.owner, self.break_stale
         if self.loc.is_local:
             way: Way = FlockFile(url, path, owner, brk)
@@ -113,7 +114,7 @@ class CacheLock:
         self._way, self.holder = way, way.holder
         self.held = True
         with _held_guard:
-            _held_here.add(self.path)
+            _held_here[self.path] = way.holder or Holder.me(owner)
 
     def check(self) -> None:
         """Raise CacheLockedError when this writer no longer holds the lock (a lease taken
@@ -131,7 +132,7 @@ class CacheLock:
             self.held = False
             self._way = None
             with _held_guard:
-                _held_here.discard(self.path)
+                _held_here.pop(self.path, None)
 
     def __enter__(self) -> CacheLock:
         self.acquire()
