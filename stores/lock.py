@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 LOCK_KEY = LOCK_NAME
-# Lock paths this process holds, with their holder (flock may be per process on NFS).
-_held_here: dict[str, Holder | None] = {}
+# lock paths this process holds, and as whom (flock may be per process on NFS)
+_held_here: dict[str, Holder] = {}
 _held_guard = threading.Lock()
 
 
@@ -100,7 +100,7 @@ class CacheLock:
         if self.held:
             return
         with _held_guard:
-            if self.path in _held_here:  # held by another writer of this very process
+            if self.path in _held_here:
                 raise busy(self.loc.url, _held_here[self.path], self.break_stale)
         url, path, owner, brk = self.loc.url, self.path, self.owner, self.break_stale
         if self.loc.is_local:
@@ -114,7 +114,7 @@ class CacheLock:
         self._way, self.holder = way, way.holder
         self.held = True
         with _held_guard:
-            _held_here[self.path] = self.holder
+            _held_here[self.path] = way.holder or Holder.me(owner)
 
     def check(self) -> None:
         """Raise CacheLockedError when this writer no longer holds the lock (a lease taken

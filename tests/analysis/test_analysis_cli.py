@@ -126,10 +126,12 @@ def test_update_meta_changes_one_key_under_the_lock(lt_cache: Path) -> None:
 def test_read_only_cache_needs_dry_run(
     cli: Callable[..., Result], lt_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(self: CacheLock) -> None:  # the lock file cannot be created
+    from softlabels.stores import _local_lock
+
+    def refuse(path: str) -> tuple[int, bool]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(CacheLock, "acquire", refuse)
+    monkeypatch.setattr(_local_lock, "_open_lock_file", refuse)
     line = one_error_line(cli("tune-tau", lt_cache, "--teacher", "a", "--taus", "2"))
     assert "not writable (Permission denied); use --dry-run" in line
     res = cli("tune-tau", lt_cache, "--teacher", "a", "--taus", "2", "--dry-run", "--json")
