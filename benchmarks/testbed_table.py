@@ -219,6 +219,9 @@ def main() -> None:
     ap.add_argument("--views", type=int)
     ap.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "testbed_plan.toml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-testbed"))
+    ap.add_argument(
+        "--resume", action="store_true", help="reuse the seeds already finished under --out"
+    )
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     for key in ("dataset", "teacher_epochs", "student_epochs", "views"):
@@ -232,7 +235,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     infos = []
     for seed in args.seeds:
-        r, info = run_seed(seed, args.out / f"seed{seed}", cfg, args.plan, args.jobs)
+        done = args.out / f"seed{seed}" / "seed.json"
+        if args.resume and done.exists():  # a finished seed of the same configuration
+            saved = json.loads(done.read_text())
+            if saved["config"] != cfg:
+                raise SystemExit(f"{done} was run with {saved['config']}, not {cfg}")
+            r, info = saved["rows"], saved["info"]
+        else:
+            r, info = run_seed(seed, args.out / f"seed{seed}", cfg, args.plan, args.jobs)
+            done.write_text(json.dumps({"config": cfg, "rows": r, "info": info}, indent=2) + "\n")
         rows += r
         infos.append(info)
 
