@@ -4,17 +4,21 @@
 set -euo pipefail
 DATA="mnist1d-lt:imb=100"
 RUNS="${DEMO_RUNS:-demo-runs}"
-EPOCHS="${DEMO_EPOCHS:-40}"
+EPOCHS="${DEMO_EPOCHS:-20}"
 DEVICE="${DEMO_DEVICE:-cpu}"
 COMMON=(--dataset "$DATA" --model cnn1d --epochs "$EPOCHS" --lr 0.05 --batch-size 64 --device "$DEVICE")
 mkdir -p "$RUNS"
 
 echo "== 1. teachers: CE, BSCE, CE + rotation SSL (SSD), two cosine-classifier teachers (CBD) =="
-softlabels train "${COMMON[@]}" --loss ce --seed 0 --out "$RUNS/teacher-ce"
-softlabels train "${COMMON[@]}" --loss bsce --seed 0 --out "$RUNS/teacher-bsce"
-softlabels train "${COMMON[@]}" --loss ce --ssl rotation --seed 0 --out "$RUNS/teacher-ssd"
-softlabels train "${COMMON[@]}" --loss ce --classifier cosine --seed 1 --out "$RUNS/teacher-cbd1"
-softlabels train "${COMMON[@]}" --loss ce --classifier cosine --augment strong --seed 2 --out "$RUNS/teacher-cbd2"
+# Small models gain nothing from intra-op threads: two single-threaded trainings at a time.
+train() { OMP_NUM_THREADS=1 softlabels train "${COMMON[@]}" "$@"; }
+train --loss ce --ssl rotation --seed 0 --out "$RUNS/teacher-ssd" & ssd=$!
+train --loss ce --seed 0 --out "$RUNS/teacher-ce"
+train --loss bsce --seed 0 --out "$RUNS/teacher-bsce"
+wait "$ssd"
+train --loss ce --classifier cosine --seed 1 --out "$RUNS/teacher-cbd1" & cbd1=$!
+train --loss ce --classifier cosine --augment strong --seed 2 --out "$RUNS/teacher-cbd2"
+wait "$cbd1"
 
 echo "== 2. dump all teachers once (logits + features, 4 replayable augmented views) =="
 softlabels dump --dataset "$DATA" --out "$RUNS/cache.slc" --overwrite --views 4 \
