@@ -35,6 +35,10 @@ from softlabels.stores.schema import (
     LABELS,
     LOGITS,
     LWS_SCALE,
+    MIX_ARRAYS,
+    MIX_BOX,
+    MIX_LAM,
+    MIX_PARTNER,
     SAMPLE_ID,
     SAMPLES_TABLE,
     TEACHER_CHUNK_ARRAYS,
@@ -47,6 +51,7 @@ from softlabels.stores.schema import (
     VIEW_SEEDS,
     CacheMeta,
     DatasetInfo,
+    MixingInfo,
     TeacherInfo,
     TuneTau,
     ViewsInfo,
@@ -487,6 +492,21 @@ class Cache:
         """All view seeds [N, V], every chunk's checksum verified."""
         return ArrayReader(self, VIEW_SEEDS).read_all()
 
+    @property
+    def mixing(self) -> MixingInfo | None:
+        """The recipe of the mixed views (None: no view is mixed)."""
+        return self.views.mixing
+
+    def read_mix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(partner [N, V], lam [N, V], box [N, V, 4])`` of the mixed views, every chunk's
+        checksum verified; None for a cache without mixed views."""
+        if self.mixing is None:
+            return None
+        partner, lam, box = (
+            ArrayReader(self, p).read_all() for p in (MIX_PARTNER, MIX_LAM, MIX_BOX)
+        )
+        return partner, lam, box
+
     def labels_reader(self) -> ArrayReader:
         """Verified chunk-wise reads of the labels (for streaming passes)."""
         return ArrayReader(self, LABELS)
@@ -518,7 +538,7 @@ class Cache:
     def row_arrays(self, teacher: str | None = None) -> list[str]:
         """Row-chunked arrays of the cache (or of one teacher plus the base arrays)."""
         names = self.teacher_names if teacher is None else [teacher]
-        out = [LABELS, VIEW_SEEDS]
+        out = [LABELS, VIEW_SEEDS, *(MIX_ARRAYS if self.mixing is not None else ())]
         for t in names:
             out.extend(self.teacher(t).row_arrays)
         return out
