@@ -362,10 +362,19 @@ def _spec(
     record: type[Record] | None = None,
     each: bool = False,
     optional: bool = False,
+    when_set: bool = False,
 ) -> Any:
     """Field metadata: the value's check, or the record class of a nested record (``each``:
-    a JSON object of such records, by name; ``optional``: or null)."""
-    return {"check": check, "record": record, "each": each, "optional": optional}
+    a JSON object of such records, by name; ``optional``: or null). ``when_set``: a key a
+    record built in code writes only when it differs from its default (keys added by a
+    newer format, so records without them keep the bytes they had)."""
+    return {
+        "check": check,
+        "record": record,
+        "each": each,
+        "optional": optional,
+        "when_set": when_set,
+    }
 
 
 def _show(value: Any) -> str:
@@ -487,7 +496,13 @@ class Record:
         """The JSON object of this record (plain dicts and lists, a fresh copy)."""
         fields_ = self._fields()
         values = {f.name: getattr(self, f.name) for f in fields_}
-        order = self.key_order if self.key_order is not None else tuple(values)
+        order = self.key_order
+        if order is None:  # every field, in field order (``when_set`` ones only when set)
+            order = tuple(
+                f.name
+                for f in fields_
+                if not (f.metadata.get("when_set") and values[f.name] == _default(f))
+            )
         out: dict[str, Any] = {}
         for key in order:
             if key in values:
@@ -695,8 +710,9 @@ class ViewsInfo(Record):
         default=None, metadata=_spec(_optional(_one_of("epoch", "random")))
     )
     # Mixed views (format 2): the recipe of views/{partner,lam,box}; None (or absent): none.
+    # Written only when set: views without mixing keep the keys (so the bytes) they had.
     mixing: MixingInfo | None = field(
-        default=None, metadata=_spec(record=MixingInfo, optional=True)
+        default=None, metadata=_spec(record=MixingInfo, optional=True, when_set=True)
     )
 
 
