@@ -43,8 +43,9 @@ def per_label(fn: Callable[[torch.Tensor], torch.Tensor], labels: Labels) -> tor
     (1 - lam) fn(y_j)`` for mixed ones."""
     if not isinstance(labels, MixedLabels):
         return fn(labels)
-    lam = labels.lam.to(torch.float32)
-    return lam * fn(labels.labels) + (1 - lam) * fn(labels.partner)
+    own, other = fn(labels.labels), fn(labels.partner)
+    lam = labels.lam.to(own.dtype)
+    return lam * own + (1 - lam) * other
 
 
 def hard_ce(logits: torch.Tensor, labels: Labels) -> torch.Tensor:
