@@ -259,7 +259,8 @@ def test_cached_student_on_mixed_views_equals_its_online_twin(
     mixed_cache: str, tmp_path: Path
 ) -> None:
     """V = epochs, float32 targets: KD (with its CE part on the mixed labels) and BKD with
-    mixup end with the weights of their online twins; BKD records exact mixed targets."""
+    mixup end with the weights of their online twins; BKD records exact mixed targets and
+    mixes nothing more (the weights of BKD without the option)."""
     seed = int(softlabels.open_cache(mixed_cache).views.seed or 0)
     common = dict(model="mlp", teacher="t", epochs=VIEWS, batch_size=16, data_seed=seed, seed=1)
     specs = [
@@ -267,6 +268,7 @@ def test_cached_student_on_mixed_views_equals_its_online_twin(
         StudentSpec("kd-online", method="kd", alpha=0.5, online=True, **common),
         StudentSpec("bkd", method="bkd", mixup=0.4, **common),
         StudentSpec("bkd-online", method="bkd", mixup=0.4, online=True, **common),
+        StudentSpec("bkd-plain", method="bkd", **common),  # no mixup option
     ]
     distill(mixed_cache, DATA, specs, tmp_path, device="cpu", plots=False, evaluate_teachers=False)
     for name in ("kd", "bkd"):
@@ -274,6 +276,10 @@ def test_cached_student_on_mixed_views_equals_its_online_twin(
         b = _weights(tmp_path / f"{name}-online" / "model.pt")
         for k in a:  # equal to float rounding (the teacher ran on other batch shapes)
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    # No double mix: BKD's mixup adds nothing to inputs that are mixed views already.
+    a, b = _weights(tmp_path / "bkd" / "model.pt"), _weights(tmp_path / "bkd-plain" / "model.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     summary = json.loads((tmp_path / "summary.json").read_text())
     record = {s["name"]: s.get("mixup_target") for s in summary["students"]}
     assert record["bkd"] == record["bkd-online"] == "exact"
