@@ -357,3 +357,13 @@ def test_bad_mixing_flags_are_one_line_exit_2(
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert not (tmp_path / "c.slc").exists()
+
+
+def test_a_cache_without_mixing_keeps_format_1_and_its_keys(views_cache: str) -> None:
+    """Unmixed dumps write what they wrote before mixed views existed (format 1, no
+    ``mixing`` key, no mix arrays), so their bytes and config keys do not change."""
+    attrs = json.loads((Path(views_cache) / "zarr.json").read_text())["attributes"]["softlabels"]
+    assert attrs["format"] == 1
+    assert "mixing" not in attrs["views"]
+    assert not any(k in attrs["config"] for k in ("mixup", "cutmix", "mix_prob"))
+    assert not (Path(views_cache) / "views" / "partner").exists()
