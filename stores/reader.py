@@ -39,6 +39,8 @@ from softlabels.stores.schema import (
     MIX_BOX,
     MIX_LAM,
     MIX_PARTNER,
+    MIX_RULE,
+    MIX_RULE_VERSION,
     SAMPLE_ID,
     SAMPLES_TABLE,
     TEACHER_CHUNK_ARRAYS,
@@ -497,11 +499,23 @@ class Cache:
         """The recipe of the mixed views (None: no view is mixed)."""
         return self.views.mixing
 
+    def check_mix_rule(self) -> None:
+        """Refuse mixed views drawn by a rule this version does not know (the online twin
+        of such a cache would draw other mixes)."""
+        info = self.mixing
+        if info is not None and (info.rule, info.rule_version) != (MIX_RULE, MIX_RULE_VERSION):
+            raise UsageError(
+                f"Expected mixed views drawn by rule {MIX_RULE!r} version {MIX_RULE_VERSION}, "
+                f"got {info.rule!r} version {info.rule_version} in {self.url}; upgrade "
+                "softlabels or dump the cache again"
+            )
+
     def read_mix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(partner [N, V], lam [N, V], box [N, V, 4])`` of the mixed views, every chunk's
         checksum verified; None for a cache without mixed views."""
         if self.mixing is None:
             return None
+        self.check_mix_rule()
         partner, lam, box = (
             ArrayReader(self, p).read_all() for p in (MIX_PARTNER, MIX_LAM, MIX_BOX)
         )

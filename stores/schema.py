@@ -52,6 +52,8 @@ __all__ = [
     "MIX_BOX_UNUSED",
     "MIX_LAM",
     "MIX_PARTNER",
+    "MIX_RULE",
+    "MIX_RULE_VERSION",
     "RECORD_NAMES",
     "ROOT_ATTR",
     "ROOT_DOC",
@@ -118,6 +120,8 @@ MIX_LAM = "views/lam"  # float32 [N, V]: weight of row i's own input (1 when not
 MIX_BOX = "views/box"  # int32 [N, V, 4]: CutMix box (y0, y1, x0, x1), half-open
 MIX_BOX_UNUSED = -1  # box entries of a view that is not CutMix, and y0, y1 of 1-D signals
 MIX_ARRAYS = (MIX_PARTNER, MIX_LAM, MIX_BOX)
+MIX_RULE = "partner-from-view-seed"  # how they are drawn (softlabels/data/mixing.py) ...
+MIX_RULE_VERSION = 1  # ... and its version: bump when the same seeds give other mixes
 TEACHERS = "teachers"  # group of the teachers: teachers/<name>/...
 
 # The arrays of one teacher, relative to teachers/<name>/.

@@ -39,12 +39,11 @@ import torch
 
 from softlabels.data.augment import uniform
 from softlabels.errors import UsageError
-from softlabels.stores.schema import MIX_BOX_UNUSED, MixingInfo
+from softlabels.stores.schema import MIX_BOX_UNUSED, MIX_RULE, MIX_RULE_VERSION, MixingInfo
 
 __all__ = ["RULE", "RULE_VERSION", "Mix", "apply_mix", "draw", "mix_views", "mixing_info"]
 
-RULE = "partner-from-view-seed"
-RULE_VERSION = 1
+RULE, RULE_VERSION = MIX_RULE, MIX_RULE_VERSION  # recorded in views.mixing
 
 # Streams of the view seed used by the mix (far from the augmentation's: never renumber).
 _S_MIX = 1 << 40
@@ -73,15 +72,6 @@ def mixing_info(mixup: float, cutmix: float, prob: float) -> MixingInfo | None:
         rule=RULE,
         rule_version=RULE_VERSION,
     )
-
-
-def check_rule(info: MixingInfo) -> None:
-    """Refuse mixed views drawn by a rule this version does not know."""
-    if (info.rule, info.rule_version) != (RULE, RULE_VERSION):
-        raise UsageError(
-            f"Expected mixed views drawn by rule {RULE!r} version {RULE_VERSION}, got "
-            f"{info.rule!r} version {info.rule_version}; upgrade softlabels or dump again"
-        )
 
 
 @dataclass(frozen=True)

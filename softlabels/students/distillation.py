@@ -202,10 +202,7 @@ def distill(
     runs = _plan_runs(specs, cache)
     if any(r.views == "replay" for r in runs):
         _check_recipe(cache, ds)
-    if cache.mixing is not None:
-        from softlabels.data.mixing import check_rule
-
-        check_rule(cache.mixing)
+    cache.check_mix_rule()  # online students draw the mixes by this version's rule
     targets = _load_teacher_targets(runs, cache, ctx.device)
     online = {
         t: load_online_teacher(cache, t, ds, ctx.device, (teacher_models or {}).get(t))

@@ -33,7 +33,7 @@ def test_cutmix_box_on_images_and_lam_is_its_real_complement() -> None:
     h, w = 24, 32
     mix = draw(info, SEEDS, N, (h, w))
     y0, y1, x0, x1 = mix.box.T.astype(np.int64)
-    assert ((0 <= y0) & (y0 <= y1) & (y1 <= h) & (0 <= x0) & (x0 <= x1) & (x1 <= w)).all()
+    assert ((y0 >= 0) & (y0 <= y1) & (y1 <= h) & (x0 >= 0) & (x0 <= x1) & (x1 <= w)).all()
     area = (y1 - y0) * (x1 - x0) / (h * w)
     np.testing.assert_array_equal(mix.lam, (1 - area).astype(np.float32))
     # Boxes inside the image: sides 2 * (floor(H r) // 2) for one ratio r, so the aspect is

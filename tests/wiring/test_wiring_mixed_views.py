@@ -367,3 +367,18 @@ def test_a_cache_without_mixing_keeps_format_1_and_its_keys(views_cache: str) ->
     assert "mixing" not in attrs["views"]
     assert not any(k in attrs["config"] for k in ("mixup", "cutmix", "mix_prob"))
     assert not (Path(views_cache) / "views" / "partner").exists()
+
+
+def test_mixed_views_of_an_unknown_rule_are_refused(
+    mixed_cache: str, tmp_path: Path, cli: Any
+) -> None:
+    copy = tmp_path / "future.slc"
+    shutil.copytree(mixed_cache, copy)
+    doc = json.loads((copy / "zarr.json").read_text())
+    doc["attributes"]["softlabels"]["views"]["mixing"]["rule_version"] = 99
+    (copy / "zarr.json").write_text(json.dumps(doc))
+    result = cli("distill", copy, "--dataset", DATA, "--out", tmp_path / "run", "--method",
+                 "kd", "--model", "mlp", "--epochs", 1, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "version 99" in lines[0], result.stderr
