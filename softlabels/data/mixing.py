@@ -64,7 +64,10 @@ def mixing_info(mixup: float, cutmix: float, prob: float) -> MixingInfo | None:
             )
         return None
     if prob == 0:
-        return None
+        raise UsageError(
+            f"Expected --mix-prob P > 0 with --mixup {mixup:g} --cutmix {cutmix:g} (the "
+            "probability that a view is mixed), got 0"
+        )
     return MixingInfo(
         mixup=float(mixup),
         cutmix=float(cutmix),

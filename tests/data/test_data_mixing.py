@@ -68,6 +68,7 @@ def test_apply_mix_pastes_the_box_and_blends_mixup_as_numpy_does() -> None:
         ((0.0, -2.0, 0.5), "--cutmix ALPHA >= 0"),
         ((1.0, 0.0, -0.1), "--mix-prob in [0, 1]"),
         ((0.0, 0.0, 0.2), "--mixup or --cutmix ALPHA > 0"),
+        ((0.4, 0.0, 0.0), "--mix-prob P > 0"),
     ],
 )
 def test_bad_recipes_are_refused(args: tuple[float, float, float], words: str) -> None:
@@ -75,6 +76,5 @@ def test_bad_recipes_are_refused(args: tuple[float, float, float], words: str) -
         mixing_info(*args)
 
 
-def test_no_mixing_without_probability_or_alphas() -> None:
+def test_no_mixing_by_default() -> None:
     assert mixing_info(0.0, 0.0, 0.0) is None
-    assert mixing_info(1.0, 1.0, 0.0) is None

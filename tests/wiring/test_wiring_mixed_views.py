@@ -345,6 +345,7 @@ def test_inspect_verify_and_teacher_recheck_cover_mixed_views(
         (["--views", 2, "--cutmix", 1, "--mix-prob", 1.5], "--mix-prob in [0, 1]"),
         (["--views", 2, "--mix-prob", 0.5], "--mixup or --cutmix ALPHA > 0"),
         (["--views", 0, "--mixup", 1, "--mix-prob", 0.5], "--views K >= 1"),
+        (["--views", 2, "--cutmix", 1], "--mix-prob P > 0"),
     ],
 )
 def test_bad_mixing_flags_are_one_line_exit_2(
