@@ -73,7 +73,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-mixed-views"))
     args = ap.parse_args()
     mix = {"mixup": args.mixup, "cutmix": args.cutmix, "mix_prob": args.mix_prob}
-    timings = [run_seed(s, args.out / f"seed{s}", args.dataset, args.epochs, mix) for s in args.seeds]
+    timings = [
+        run_seed(s, args.out / f"seed{s}", args.dataset, args.epochs, mix) for s in args.seeds
+    ]
     for kind in ("plain", "mixed"):
         rep = report([args.out / f"seed{s}" / f"students-{kind}" for s in args.seeds])
         print(f"### {kind} cache")
