@@ -50,6 +50,21 @@ def dump(
             "log-sum-exp; softmax at any temperature is rebuilt, its error is recorded."
         ),
     ] = None,
+    mixup: Annotated[
+        float,
+        typer.Option(help="Mixed views: Mixup with lam ~ Beta(A, A) (0 = off; needs --mix-prob)."),
+    ] = 0.0,
+    cutmix: Annotated[
+        float,
+        typer.Option(help="Mixed views: CutMix, box area 1 - lam, lam ~ Beta(A, A) (0 = off)."),
+    ] = 0.0,
+    mix_prob: Annotated[
+        float,
+        typer.Option(
+            help="Probability that a view is mixed with a partner row drawn from its own seed "
+            "(both alphas > 0: CutMix or Mixup with probability 1/2)."
+        ),
+    ] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[
         int, typer.Option(help="Seed of the views (= a student's --data-seed for epoch views).")
@@ -95,6 +110,9 @@ def dump(
             compressor=compressor,
             schedule=schedule,
             topk=topk,
+            mixup=mixup,
+            cutmix=cutmix,
+            mix_prob=mix_prob,
         )
         # Under torchrun only rank 0 shows progress (of its share of the chunks) and results.
         with progress_bar("dump", enabled=not (json_ or quiet) and is_main()) as update:
@@ -159,6 +177,18 @@ def _render_describe(info: dict[str, Any]) -> None:
         if views
         else "None (count None, seed None)",
     )
+    if info.get("mixing"):
+        mx = info["mixing"]
+        head.add_row(
+            "mixed views",
+            f"mixup {mx['mixup']:g}, cutmix {mx['cutmix']:g}, prob {mx['prob']:g} "
+            f"(rule {mx['rule']} v{mx['rule_version']}); "
+            + (
+                f"{100 * mx['fraction_mixed']:.1f} % of views mixed"
+                if mx["fraction_mixed"] is not None
+                else "no chunk committed yet"
+            ),
+        )
     head.add_row("chunks", f"{info['chunks']} of {info['chunk_size']} rows")
     head.add_row(
         "size on disk",

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import softlabels
-from softlabels.losses import kd
+from softlabels.losses import MixedLabels, kd
 from softlabels.metrics import evaluate_logits
 from softlabels.models import create_model, shape_kwargs
 
@@ -56,9 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         data.set_epoch(epoch)  # replay view `epoch mod V`: what the teacher saw
         batches.set_epoch(epoch)  # the order `softlabels distill` draws in this epoch
         model.train()
-        for x, y, t, _rows in loader:  # input, label, the teacher's logits of x, row
+        # input, label, the teacher's logits of x, row (+ partner label, lam: mixed views)
+        for x, y, t, _rows, *mixed in loader:
+            labels = MixedLabels(y, mixed[0], mixed[1].float()) if mixed else y
             z = model(x)
-            loss = kd(student_logits=z, teacher_logits=t, labels=y, tau=args.tau, alpha=args.alpha)
+            loss = kd(
+                student_logits=z, teacher_logits=t, labels=labels, tau=args.tau, alpha=args.alpha
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

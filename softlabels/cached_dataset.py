@@ -3,7 +3,10 @@
 :class:`CachedDataset` over (dataset, cache, teacher) yields ``(x, y, target, index)``:
 ``x`` the input the teacher labelled (regenerated from the cached view seed with the
 dataset's seeded ``augment``), ``y`` its label, ``target`` the teacher's cached logits
-of that view (or its probabilities at a temperature) and ``index`` the row. Which view a
+of that view (or its probabilities at a temperature) and ``index`` the row. On a cache
+with mixed views (``dump --mixup/--cutmix``) ``x`` is the mixed view and items carry two
+more fields, ``(x, y, target, index, partner_y, lam)``: the partner's label (``y`` where
+the view is not mixed) and the share ``lam`` of ``y`` (1.0 where not mixed). Which view a
 row replays follows the epoch (:meth:`CachedDataset.set_epoch`) exactly as ``softlabels
 distill`` replays it (:func:`softlabels.engine.inputs.replayed_views`).
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["VIEWS", "CachedBatchSampler", "CachedDataset"]
 
 VIEWS = ("auto", "epoch", "random", "clean")
-Item = tuple[torch.Tensor, int, torch.Tensor, int]
+Item = tuple[Any, ...]  # (x, y, target, index), + (partner_y, lam) with mixed views
 
 
 class CachedDataset(TorchDataset[Item]):
@@ -103,6 +106,8 @@ class CachedDataset(TorchDataset[Item]):
         # Seeds and targets: read once here, every chunk's checksum verified.
         self._seeds = opened.read_view_seeds() if self.views != "clean" else None
         self._targets = _load_targets(opened, self.teacher)
+        # Mixed views: (partner, lam, box) [N, V], read once (verified); None without.
+        self._mix = opened.read_mix() if self.views != "clean" else None
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     # -- what a worker rebuilds: the open cache, and a dataset given by its spec
@@ -167,17 +172,61 @@ class CachedDataset(TorchDataset[Item]):
             bad = int(rows[(rows < 0) | (rows >= n)][0])
             raise IndexError(f"Expected rows in [0, {n}), got {bad}")
         x, target = self.batch(rows)
-        return [(x[i], int(self.labels[r]), target[i], int(r)) for i, r in enumerate(rows)]
+        items = [(x[i], int(self.labels[r]), target[i], int(r)) for i, r in enumerate(rows)]
+        if self._mix is None:
+            return items
+        partner_y, lam = self.mix_labels(rows)
+        return [(*it, int(p), float(w)) for it, p, w in zip(items, partner_y, lam, strict=True)]
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the replayed views may be mixed (items then carry partner_y and lam)."""
+        return self._mix is not None
+
+    def mix_of(self, rows: Sequence[int] | np.ndarray, epoch: int | None = None) -> Any:
+        """The :class:`~softlabels.data.mixing.Mix` (partner, lam, box) of the views ``rows``
+        replay in ``epoch`` (None without mixed views)."""
+        if self._mix is None:
+            return None
+        from softlabels.data.mixing import Mix
+
+        rows = np.asarray(rows, dtype=np.int64)
+        view = self.views_of(rows, epoch)
+        partner, lam, box = self._mix
+        return Mix(partner[rows, view], lam[rows, view], box[rows, view])
+
+    def mix_labels(self, rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(partner_y, lam)`` of ``rows`` in the current epoch: the partner's label (the
+        row's own where not mixed) and the share of the row's own label."""
+        rows = np.asarray(rows, dtype=np.int64)
+        mix = self.mix_of(rows)
+        if mix is None:
+            return self.labels[rows], np.ones(len(rows), np.float32)
+        return self.labels[np.where(mix.mixed, mix.partner, rows)], mix.lam
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs [B, ...] and targets [B, C] of ``rows`` in the current epoch."""
+        """Inputs [B, ...] (mixed views mixed) and targets [B, C] of ``rows`` in the current
+        epoch."""
+        from softlabels.data.mixing import mix_views
+
         ds = self.dataset
-        raw = ds.split(self.split).load(rows)
+        split = ds.split(self.split)
+        raw = split.load(rows)
         view = self.views_of(rows)
         if self._seeds is None:
             x = ds.clean(raw)
         else:
-            x = ds.augment(raw, self._seeds[rows, view], strength=self.strength)
+            seeds = self._seeds
+            x = ds.augment(raw, seeds[rows, view], strength=self.strength)
+            mix = self.mix_of(rows)
+            if mix is not None:
+                v = view[mix.mixed]  # the partners' own views: the same view index
+
+                def partner_views(partners: np.ndarray) -> torch.Tensor:
+                    s = seeds[partners, v]
+                    return ds.augment(split.load(partners), s, strength=self.strength)
+
+                x = mix_views(x, mix, partner_views)
         target = self._targets.logits_for(rows, view)
         if self.temperature is not None:
             target = torch.softmax(target / self.temperature, dim=-1)

@@ -65,6 +65,8 @@ def describe(cache: Cache) -> dict[str, Any]:
         "missing_chunks": {k: len(v) for k, v in missing.items()},
         "tune_tau": _plain(meta.tune_tau),
     }
+    if cache.mixing is not None:
+        out["mixing"] = _mixing(cache, not missing)
     if counts is not None:
         train_counts = np.asarray(cache.dataset.train_counts or counts)
         groups = shot_groups(train_counts)
@@ -86,6 +88,26 @@ def _topk(t: Any, complete: bool) -> dict[str, Any]:
     return {
         "topk": _plain(info),
         "topk_error": t.topk_error() if complete else None,
+    }
+
+
+def _mixing(cache: Cache, complete: bool) -> dict[str, Any]:
+    """The mixed views' recipe and the fraction of (row, view) pairs that are mixed (of
+    the committed chunks; None while none is)."""
+    from softlabels.stores.reader import ArrayReader
+    from softlabels.stores.schema import MIX_PARTNER
+
+    reader = ArrayReader(cache, MIX_PARTNER)
+    mixed = total = 0
+    done = cache.manifest.committed(MIX_PARTNER)
+    for chunk in sorted(done):
+        part = reader.read_chunk(chunk)
+        mixed += int((part >= 0).sum())
+        total += part.size
+    assert cache.mixing is not None
+    return cache.mixing.to_dict() | {
+        "fraction_mixed": mixed / total if total else None,
+        "complete": complete,
     }
 
 

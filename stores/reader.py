@@ -35,6 +35,12 @@ from softlabels.stores.schema import (
     LABELS,
     LOGITS,
     LWS_SCALE,
+    MIX_ARRAYS,
+    MIX_BOX,
+    MIX_LAM,
+    MIX_PARTNER,
+    MIX_RULE,
+    MIX_RULE_VERSION,
     SAMPLE_ID,
     SAMPLES_TABLE,
     TEACHER_CHUNK_ARRAYS,
@@ -47,6 +53,7 @@ from softlabels.stores.schema import (
     VIEW_SEEDS,
     CacheMeta,
     DatasetInfo,
+    MixingInfo,
     TeacherInfo,
     TuneTau,
     ViewsInfo,
@@ -487,6 +494,33 @@ class Cache:
         """All view seeds [N, V], every chunk's checksum verified."""
         return ArrayReader(self, VIEW_SEEDS).read_all()
 
+    @property
+    def mixing(self) -> MixingInfo | None:
+        """The recipe of the mixed views (None: no view is mixed)."""
+        return self.views.mixing
+
+    def check_mix_rule(self) -> None:
+        """Refuse mixed views drawn by a rule this version does not know (the online twin
+        of such a cache would draw other mixes)."""
+        info = self.mixing
+        if info is not None and (info.rule, info.rule_version) != (MIX_RULE, MIX_RULE_VERSION):
+            raise UsageError(
+                f"Expected mixed views drawn by rule {MIX_RULE!r} version {MIX_RULE_VERSION}, "
+                f"got {info.rule!r} version {info.rule_version} in {self.url}; upgrade "
+                "softlabels or dump the cache again"
+            )
+
+    def read_mix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(partner [N, V], lam [N, V], box [N, V, 4])`` of the mixed views, every chunk's
+        checksum verified; None for a cache without mixed views."""
+        if self.mixing is None:
+            return None
+        self.check_mix_rule()
+        partner, lam, box = (
+            ArrayReader(self, p).read_all() for p in (MIX_PARTNER, MIX_LAM, MIX_BOX)
+        )
+        return partner, lam, box
+
     def labels_reader(self) -> ArrayReader:
         """Verified chunk-wise reads of the labels (for streaming passes)."""
         return ArrayReader(self, LABELS)
@@ -518,7 +552,7 @@ class Cache:
     def row_arrays(self, teacher: str | None = None) -> list[str]:
         """Row-chunked arrays of the cache (or of one teacher plus the base arrays)."""
         names = self.teacher_names if teacher is None else [teacher]
-        out = [LABELS, VIEW_SEEDS]
+        out = [LABELS, VIEW_SEEDS, *(MIX_ARRAYS if self.mixing is not None else ())]
         for t in names:
             out.extend(self.teacher(t).row_arrays)
         return out

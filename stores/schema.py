@@ -47,6 +47,13 @@ __all__ = [
     "LOGITS",
     "LWS_SCALE",
     "MANIFEST",
+    "MIX_ARRAYS",
+    "MIX_BOX",
+    "MIX_BOX_UNUSED",
+    "MIX_LAM",
+    "MIX_PARTNER",
+    "MIX_RULE",
+    "MIX_RULE_VERSION",
     "RECORD_NAMES",
     "ROOT_ATTR",
     "ROOT_DOC",
@@ -68,6 +75,7 @@ __all__ = [
     "CacheMeta",
     "Calibration",
     "DatasetInfo",
+    "MixingInfo",
     "RecordName",
     "TauChoice",
     "TeacherInfo",
@@ -92,11 +100,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- version, root
 
-# 2: sparse (top-k) teachers. A cache whose teachers are all dense is still written as 1, so
-# a reader of format 1 reads it; one holding a sparse teacher is 2, which that reader refuses
-# in one line (it reads only its own format), as this one refuses a format above 2.
-FORMAT_VERSION = 2  # the newest format, written when a cache holds a sparse teacher
-DENSE_FORMAT_VERSION = 1  # written when every teacher is dense
+# 2: sparse (top-k) teachers and mixed (Mixup/CutMix) views. A cache whose teachers are all
+# dense and whose views are not mixed is still written as 1, so a reader of format 1 reads
+# it; one holding a sparse teacher or mixed views is 2, which that reader refuses in one line
+# (it reads only its own format), as this one refuses a format above 2.
+FORMAT_VERSION = 2  # the newest format: a sparse teacher or mixed views
+DENSE_FORMAT_VERSION = 1  # written when every teacher is dense and no view is mixed
 FORMAT_VERSIONS = (DENSE_FORMAT_VERSION, FORMAT_VERSION)  # what this version reads
 ROOT_DOC = "zarr.json"  # the root group's document; its attributes hold the metadata
 ROOT_ATTR = "softlabels"  # the attribute of the root document that holds CacheMeta
@@ -105,6 +114,14 @@ ROOT_ATTR = "softlabels"  # the attribute of the root document that holds CacheM
 
 LABELS = "labels"  # int32 [N]
 VIEW_SEEDS = "views/seed"  # uint64 [N, V]
+# Mixed views (format 2, ``views.mixing`` set; the rule is softlabels/data/mixing.py).
+MIX_PARTNER = "views/partner"  # int32 [N, V]: partner row of view v of row i, -1: not mixed
+MIX_LAM = "views/lam"  # float32 [N, V]: weight of row i's own input (1 when not mixed)
+MIX_BOX = "views/box"  # int32 [N, V, 4]: CutMix box (y0, y1, x0, x1), half-open
+MIX_BOX_UNUSED = -1  # box entries of a view that is not CutMix, and y0, y1 of 1-D signals
+MIX_ARRAYS = (MIX_PARTNER, MIX_LAM, MIX_BOX)
+MIX_RULE = "partner-from-view-seed"  # how they are drawn (softlabels/data/mixing.py) ...
+MIX_RULE_VERSION = 1  # ... and its version: bump when the same seeds give other mixes
 TEACHERS = "teachers"  # group of the teachers: teachers/<name>/...
 
 # The arrays of one teacher, relative to teachers/<name>/.
@@ -127,6 +144,7 @@ BASE_ROW_ARRAYS = (LABELS, VIEW_SEEDS)
 # Every array path of a cache, ``<name>`` standing for a teacher's name (the README's table).
 ARRAY_PATHS: tuple[str, ...] = (
     *BASE_ROW_ARRAYS,
+    *MIX_ARRAYS,
     *(
         f"{TEACHERS}/<name>/{what}"
         for what in (*TEACHER_ROW_ARRAYS, *TEACHER_CHUNK_ARRAYS, *TEACHER_STATIC_ARRAYS)
@@ -348,10 +366,19 @@ def _spec(
     record: type[Record] | None = None,
     each: bool = False,
     optional: bool = False,
+    when_set: bool = False,
 ) -> Any:
     """Field metadata: the value's check, or the record class of a nested record (``each``:
-    a JSON object of such records, by name; ``optional``: or null)."""
-    return {"check": check, "record": record, "each": each, "optional": optional}
+    a JSON object of such records, by name; ``optional``: or null). ``when_set``: a key a
+    record built in code writes only when it differs from its default (keys added by a
+    newer format, so records without them keep the bytes they had)."""
+    return {
+        "check": check,
+        "record": record,
+        "each": each,
+        "optional": optional,
+        "when_set": when_set,
+    }
 
 
 def _show(value: Any) -> str:
@@ -473,7 +500,13 @@ class Record:
         """The JSON object of this record (plain dicts and lists, a fresh copy)."""
         fields_ = self._fields()
         values = {f.name: getattr(self, f.name) for f in fields_}
-        order = self.key_order if self.key_order is not None else tuple(values)
+        order = self.key_order
+        if order is None:  # every field, in field order (``when_set`` ones only when set)
+            order = tuple(
+                f.name
+                for f in fields_
+                if not (f.metadata.get("when_set") and values[f.name] == _default(f))
+            )
         out: dict[str, Any] = {}
         for key in order:
             if key in values:
@@ -636,6 +669,33 @@ class TeacherInfo(Record):
         return self.storage == "topk"
 
 
+def _unit(v: Any) -> str | None:
+    return None if _number(v) is None and 0 <= v <= 1 else "a number in [0, 1]"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if _number(v) is None and v >= 0 else "a number >= 0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixingInfo(Record):
+    """``views.mixing``: the Mixup/CutMix recipe of mixed views (METHODS §13); its arrays are
+    :data:`MIX_ARRAYS`, drawn by the rule of :mod:`softlabels.data.mixing`."""
+
+    AT: ClassVar[str] = f"{ROOT_ATTR}.views.mixing"
+
+    mixup: float = field(metadata=_spec(_non_negative))  # Beta(a, a) of Mixup; 0: no Mixup
+    cutmix: float = field(metadata=_spec(_non_negative))  # Beta(a, a) of CutMix; 0: no CutMix
+    prob: float = field(metadata=_spec(_unit))  # probability that a view is mixed
+    rule: str = field(metadata=_spec(_str))  # the drawing rule (data/mixing.py)
+    rule_version: int = field(metadata=_spec(_int(1)))
+
+    @classmethod
+    def _check_together(cls, values: Mapping[str, Any], at: str) -> None:
+        if values.get("mixup") == 0 and values.get("cutmix") == 0:
+            raise _malformed(f"{at}.mixup", "mixup or cutmix > 0", values.get("mixup"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ViewsInfo(Record):
     """``softlabels.views``: the views of every row and how to regenerate them."""
@@ -652,6 +712,11 @@ class ViewsInfo(Record):
     # before the schedule was recorded (their views are replayed at random).
     schedule: str | None = field(
         default=None, metadata=_spec(_optional(_one_of("epoch", "random")))
+    )
+    # Mixed views (format 2): the recipe of views/{partner,lam,box}; None (or absent): none.
+    # Written only when set: views without mixing keep the keys (so the bytes) they had.
+    mixing: MixingInfo | None = field(
+        default=None, metadata=_spec(record=MixingInfo, optional=True, when_set=True)
     )
 
 
@@ -720,12 +785,23 @@ class CacheMeta(Record):
                     f"{at}.teachers", "teacher names of letters, digits, '_', '.', '+', '-'", name
                 )
         teachers = values.get("teachers") or {}
-        if values.get("format") != format_for(teachers):
+        views = values.get("views")
+        if values.get("format") != format_for(teachers, views):
             sparse = [n for n, t in teachers.items() if isinstance(t, TeacherInfo) and t.sparse]
-            want = f"{format_for(teachers)} (" + (
-                f"sparse teacher {sparse[0]!r})" if sparse else "every teacher dense)"
+            mixed = isinstance(views, ViewsInfo) and views.mixing is not None
+            want = f"{format_for(teachers, views)} (" + (
+                f"sparse teacher {sparse[0]!r})"
+                if sparse
+                else "mixed views)"
+                if mixed
+                else "every teacher dense)"
             )
             raise _malformed(f"{at}.format", want, values.get("format"))
+
+    @property
+    def mixing(self) -> MixingInfo | None:
+        """The mixed views' recipe (None: no view is mixed)."""
+        return None if self.views is None else self.views.mixing
 
     @property
     def num_chunks(self) -> int:
@@ -737,11 +813,13 @@ class CacheMeta(Record):
         return str(self.config.get("compressor", "zstd"))
 
 
-def format_for(teachers: Mapping[str, Any]) -> int:
-    """The format of a cache with these teachers (:class:`TeacherInfo` by name): 2 when one is
-    sparse, else 1 (so readers of format 1 keep reading dense caches)."""
+def format_for(teachers: Mapping[str, Any], views: ViewsInfo | None = None) -> int:
+    """The format of a cache with these teachers (:class:`TeacherInfo` by name) and views: 2
+    when a teacher is sparse or the views are mixed, else 1 (so readers of format 1 keep
+    reading dense caches)."""
     sparse = any(isinstance(t, TeacherInfo) and t.sparse for t in teachers.values())
-    return FORMAT_VERSION if sparse else DENSE_FORMAT_VERSION
+    mixed = isinstance(views, ViewsInfo) and views.mixing is not None
+    return FORMAT_VERSION if sparse or mixed else DENSE_FORMAT_VERSION
 
 
 def format_of(attrs: Mapping[str, Any]) -> Any:
@@ -766,6 +844,7 @@ def attribute_keys() -> dict[str, tuple[str, ...]]:
         "teachers.<name>.calibration": Calibration.keys_of(),
         "teachers.<name>.topk": TopKInfo.keys_of(),
         "views": ViewsInfo.keys_of(),
+        "views.mixing": MixingInfo.keys_of(),
         "tune_tau": TuneTau.keys_of(),
         "tune_tau.choice": TauChoice.keys_of(),
     }

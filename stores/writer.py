@@ -449,7 +449,7 @@ def add_teacher(
                     f"{loc.url} already has a teacher {name!r}; use --overwrite to replace it"
                 )
             kept = {k: v for k, v in meta.teachers.items() if k != name}
-            meta = meta.updated(teachers=kept, format=format_for(kept))
+            meta = meta.updated(teachers=kept, format=format_for(kept, meta.views))
             rewrite_root_attrs(loc, meta.to_dict())
         # Leftovers of an earlier (maybe interrupted) add of this name.
         loc.remove(teacher_root(name))
@@ -489,7 +489,7 @@ def add_teacher(
             topk=record.topk if TOPK_VALUES in rows else None,
         )
         teachers = {**meta.teachers, name: record}
-        meta = meta.updated(teachers=teachers, format=format_for(teachers))
+        meta = meta.updated(teachers=teachers, format=format_for(teachers, meta.views))
         lock.check()
         rewrite_root_attrs(loc, meta.to_dict())
     finally:

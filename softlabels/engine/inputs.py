@@ -12,6 +12,7 @@ averaged gradient, are those of one process.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ import torch
 
 from softlabels.data import Dataset, view_seeds
 from softlabels.data.augment import uniform
+from softlabels.data.mixing import Mix, draw, mix_views
 from softlabels.engine.samplers import Sampler
 from softlabels.errors import UsageError
 
@@ -88,6 +90,19 @@ class Batch:
     view: np.ndarray | None = None  # cached view index of each sample (0 for a clean cache)
     extras: dict[str, Any] = field(default_factory=dict)
     global_size: int = 0  # rows of the global batch (all ranks); 0: this batch is all of it
+    mix: Mix | None = None  # the mixed views of this batch (None: no view is mixed)
+    partner_y: torch.Tensor | None = None  # labels of the partners (own label where unmixed)
+
+    @property
+    def labels(self) -> Any:
+        """The hard labels the losses take: ``y``, or :class:`~softlabels.losses.MixedLabels`
+        (y, the partner's label, lam) when views of this batch are mixed."""
+        if self.mix is None or self.partner_y is None:
+            return self.y
+        from softlabels.losses import MixedLabels
+
+        lam = torch.as_tensor(self.mix.lam, device=self.y.device)
+        return MixedLabels(self.y, self.partner_y, lam)
 
     @property
     def share(self) -> float:
@@ -113,6 +128,8 @@ class BatchStream:
         schedule: str = "random",
         rank: int = 0,
         world: int = 1,
+        mixing: Any = None,
+        cached_mix: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"Expected 0 <= rank < world, got rank {rank}, world {world}")
@@ -140,6 +157,14 @@ class BatchStream:
             raise ValueError(f"Expected schedule epoch or random, got {schedule!r}")
         self.cached_views = cached_views
         self.schedule = schedule
+        # Mixed views (a MixingInfo, METHODS §13): replayed from the cache's (partner, lam,
+        # box) [N, V] with ``cached_mix``, else drawn from each fresh view's own seed (an
+        # online run); the partner's input is its own unmixed view of the same index/epoch.
+        if cached_mix is not None and cached_views is None:
+            raise ValueError("Expected cached_views with cached_mix")
+        self.mixing = mixing
+        self.cached_mix = cached_mix
+        self._spatial = tuple(dataset.input_shape[1:]) if mixing is not None else ()
         self._resident: torch.Tensor | None = None
         arr = self.split.array
         if arr is not None and arr.nbytes <= DEVICE_RESIDENT_BYTES:
@@ -162,6 +187,28 @@ class BatchStream:
         """The cached view each row replays in ``epoch``."""
         assert self.cached_views is not None
         return replayed_views(self.schedule, self.cached_views.shape[1], epoch, self.seed, rows)
+
+    def _mix(self, rows: np.ndarray, view: np.ndarray, seeds: np.ndarray | None) -> Mix | None:
+        """The mix of this batch's views: the cached one of (row, view), or drawn from each
+        fresh view's seed (None without mixing or augmentation)."""
+        if self.mixing is None or seeds is None:
+            return None
+        if self.cached_mix is not None:
+            partner, lam, box = self.cached_mix
+            return Mix(partner[rows, view], lam[rows, view], box[rows, view])
+        return draw(self.mixing, seeds, len(self.split), self._spatial)
+
+    def _partner_views(
+        self, partners: np.ndarray, mix: Mix, view: np.ndarray, base: int
+    ) -> torch.Tensor:
+        """The partners' own unmixed views: view ``v`` of row j for a cached view v of row i,
+        the seed the epoch gives row j for a fresh one."""
+        if self.cached_mix is not None:
+            assert self.cached_views is not None
+            seeds = self.cached_views[partners, view[mix.mixed]]
+        else:
+            seeds = view_seeds(base, partners, 1)[:, 0]
+        return self.dataset.augment(self._load(partners), seeds, strength=self.strength)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         batches = self._index_batches(epoch)
@@ -194,6 +241,13 @@ class BatchStream:
                     x = self.dataset.augment(raw, seeds, strength=self.strength)
                 else:
                     x = self.dataset.clean(raw)
+                mix = self._mix(rows, view, seeds)
+                partner_y = None
+                if mix is not None:
+                    partners = functools.partial(self._partner_views, mix=mix, view=view, base=base)
+                    x = mix_views(x, mix, partners)
+                    own = np.where(mix.mixed, mix.partner, rows).astype(np.int64)
+                    partner_y = self._labels[torch.as_tensor(own, device=self.device)]
                 y = self._labels[torch.as_tensor(rows, device=self.device)]
                 yield Batch(
                     epoch=epoch,
@@ -204,6 +258,8 @@ class BatchStream:
                     seeds=seeds,
                     view=view,
                     global_size=sizes[step] if self.world > 1 else 0,
+                    mix=mix,
+                    partner_y=partner_y,
                 )
         finally:
             if pool is not None:

@@ -6,6 +6,7 @@ Each public function takes keyword arguments named as in METHODS.md (``student_l
 """
 
 from softlabels.losses._checks import ClassCounts
+from softlabels.losses._labels import Labels, MixedLabels, hard_ce, per_label, primary_labels
 from softlabels.losses._registry import LossInfo, get_loss, is_loss, list_losses, register_loss
 from softlabels.losses.baselines import bsce, ce, effective_number_weights, ldam
 from softlabels.losses.bkd import bkd, bkd_target_log
@@ -18,7 +19,9 @@ from softlabels.losses.ssd import ssd
 
 __all__ = [
     "ClassCounts",
+    "Labels",
     "LossInfo",
+    "MixedLabels",
     "bkd",
     "bkd_target_log",
     "bsce",
@@ -33,10 +36,13 @@ __all__ = [
     "ecl_weights",
     "effective_number_weights",
     "get_loss",
+    "hard_ce",
     "is_loss",
     "kd",
     "ldam",
     "list_losses",
+    "per_label",
+    "primary_labels",
     "register_loss",
     "ssd",
     "standardised_ce",

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from softlabels.losses._checks import check_counts, check_positive, log_prior
+from softlabels.losses._labels import MixedLabels, hard_ce, per_label
 from softlabels.losses._registry import register_loss
 
 __all__ = ["bsce", "ce", "effective_number_weights", "ldam"]
@@ -14,7 +15,7 @@ __all__ = ["bsce", "ce", "effective_number_weights", "ldam"]
 @register_loss("ce", summary="cross-entropy")
 def ce(*, student_logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
     """Cross-entropy ``CE(z_s, y)``, mean over the batch."""
-    return F.cross_entropy(student_logits, labels)
+    return hard_ce(student_logits, labels)
 
 
 @register_loss(
@@ -30,7 +31,7 @@ def bsce(
 ) -> torch.Tensor:
     """Balanced softmax: ``CE(z_s + tau_bc * log pi, y)``; predict with plain ``argmax z_s``."""
     counts = check_counts(class_counts, student_logits.shape[1])
-    return F.cross_entropy(student_logits + tau_bc * log_prior(counts, student_logits), labels)
+    return hard_ce(student_logits + tau_bc * log_prior(counts, student_logits), labels)
 
 
 def effective_number_weights(class_counts: torch.Tensor, beta: float = 0.9999) -> torch.Tensor:
@@ -67,6 +68,13 @@ def ldam(
     check_positive("scale", scale)
     m = 1.0 / counts.pow(0.25)
     m = (m * (max_margin / m.max())).to(student_logits.dtype)
+    if isinstance(labels, MixedLabels):  # the margin is the label's: one CE per label
+
+        def term(y: torch.Tensor) -> torch.Tensor:
+            margin = F.one_hot(y, student_logits.shape[1]).to(student_logits.dtype) * m[None, :]
+            return F.cross_entropy(scale * (student_logits - margin), y, reduction="none")
+
+        return per_label(term, labels).mean()
     adjusted = (
         student_logits
         - F.one_hot(labels, student_logits.shape[1]).to(student_logits.dtype) * m[None, :]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_alpha, check_positive
+from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 
 __all__ = ["cbd", "cbd_target"]
@@ -55,5 +56,5 @@ def cbd(
             f"got {tuple(student_features.shape[1:])}"
         )
     cos = F.cosine_similarity(student_features.float(), target.float(), dim=-1)
-    ce = F.cross_entropy(student_logits.float(), labels)
+    ce = hard_ce(student_logits.float(), labels)
     return (1 - alpha) * ce + alpha * feat_weight * (1 - cos).mean()

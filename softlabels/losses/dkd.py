@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_positive
+from softlabels.losses._labels import MixedLabels, hard_ce, per_label
 from softlabels.losses._registry import register_loss
 
 __all__ = ["dkd", "dkd_parts"]
@@ -44,11 +45,23 @@ def dkd_parts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(TCKD, NCKD)``, each ``T^2 KL(teacher || student)``, batchmean."""
     tau = check_positive("tau", tau)
+    if isinstance(labels, MixedLabels):  # the split is the label's: both, by lam, per row
+        tckd = per_label(lambda y: _parts_rows(student_logits, teacher_logits, y, tau)[0], labels)
+        nckd = per_label(lambda y: _parts_rows(student_logits, teacher_logits, y, tau)[1], labels)
+        return tckd.mean() * tau * tau, nckd.mean() * tau * tau
+    tckd_rows, nckd_rows = _parts_rows(student_logits, teacher_logits, labels, tau)
+    tckd = tckd_rows.mean() * tau * tau
+    nckd = nckd_rows.mean() * tau * tau
+    return tckd, nckd
+
+
+def _parts_rows(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """TCKD and NCKD KL per row (before the T^2 factor)."""
     b_s, n_s = _split(student_logits, labels, tau)
     b_t, n_t = _split(teacher_logits.detach(), labels, tau)
-    tckd = _kl_rows(b_t, b_s).mean() * tau * tau
-    nckd = _kl_rows(n_t, n_s).mean() * tau * tau
-    return tckd, nckd
+    return _kl_rows(b_t, b_s), _kl_rows(n_t, n_s)
 
 
 @register_loss(
@@ -72,5 +85,5 @@ def dkd(
     if alpha < 0 or beta < 0 or ce_weight < 0:
         raise UsageError(f"Expected alpha, beta, ce_weight >= 0, got {alpha}, {beta}, {ce_weight}")
     tckd, nckd = dkd_parts(student_logits, teacher_logits, labels, tau)
-    ce = F.cross_entropy(student_logits.float(), labels)
+    ce = hard_ce(student_logits.float(), labels)
     return ce_weight * ce + alpha * tckd + beta * nckd

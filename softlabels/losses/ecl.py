@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_counts, check_positive, log_prior
+from softlabels.losses._labels import MixedLabels, hard_ce, per_label
 from softlabels.losses._registry import register_loss
 
 __all__ = ["ecl", "ecl_weights", "standardised_ce"]
@@ -39,6 +40,10 @@ def ecl_weights(
     """Balanced knowledge-transfer weight per sample (detached):
     ``w_i = CE(std(z_cls_i), y_i) / CE(std(z_ref_i), y_i)``."""
     with torch.no_grad():
+        if isinstance(labels, MixedLabels):  # each CE by lam over the two labels
+            num = per_label(lambda y: standardised_ce(cls_logits, y), labels)
+            den = per_label(lambda y: standardised_ce(ref_logits, y), labels)
+            return num / den.clamp_min(1e-8)
         return standardised_ce(cls_logits, labels) / standardised_ce(ref_logits, labels).clamp_min(
             1e-8
         )
@@ -104,7 +109,7 @@ def ecl(
     prior = tau_bc * log_prior(counts, cls_logits[0].float())
     sup = torch.stack(
         [
-            F.cross_entropy(r.float() + prior, labels) + F.cross_entropy(c.float() + prior, labels)
+            hard_ce(r.float() + prior, labels) + hard_ce(c.float() + prior, labels)
             for c, r in zip(cls_logits, ref_logits, strict=True)
         ]
     ).mean()

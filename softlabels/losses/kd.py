@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from softlabels.losses._checks import check_alpha, check_positive
 from softlabels.losses._kl import tempered_kl
+from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 
 __all__ = ["kd"]
@@ -26,6 +27,6 @@ def kd(
     tau = check_positive("tau", tau)
     alpha = check_alpha(alpha)
     log_q = F.log_softmax(teacher_logits.float() / tau, dim=-1)
-    return (1 - alpha) * F.cross_entropy(student_logits.float(), labels) + alpha * tempered_kl(
+    return (1 - alpha) * hard_ce(student_logits.float(), labels) + alpha * tempered_kl(
         log_q, student_logits, tau
     )

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from softlabels.losses._checks import check_positive
 from softlabels.losses._kl import tempered_kl
+from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 
 __all__ = ["ssd"]
@@ -42,5 +43,5 @@ def ssd(
             f"Expected lambda_hard, lambda_soft >= 0, got {lambda_hard}, {lambda_soft}"
         )
     log_q = F.log_softmax(teacher_logits.float() / tau, dim=-1)
-    hard = F.cross_entropy(hard_logits.float(), labels)
+    hard = hard_ce(hard_logits.float(), labels)
     return lambda_hard * hard + lambda_soft * tempered_kl(log_q, student_logits, tau)

@@ -41,6 +41,7 @@ class StudentRun:
     views: str  # "replay", "own" or "online"
     schedule: str  # how replayed views are chosen: "epoch" or "random"
     replay_views: int  # the first views replayed (all the cache's by default)
+    mixed_views: bool = False  # its inputs are the cache's mixed views (replayed or online)
 
     @property
     def shown_teacher(self) -> str | None:
@@ -48,7 +49,9 @@ class StudentRun:
 
     @property
     def record(self) -> dict[str, Any]:
-        return self.method.record(self.hparams) if self.method.record else {}
+        if self.method.record is None:
+            return {}
+        return self.method.record(self.hparams, mixed_views=self.mixed_views)
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Session:
     definition: str
     targets: dict[str, Any]
     cached_seeds: np.ndarray | None
+    # (partner, lam, box) [N, V] of a cache with mixed views, when a student replays them.
+    cached_mix: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     strength: str
     workers: int
     online: dict[str, Any] = field(default_factory=dict)  # teachers run in the loop

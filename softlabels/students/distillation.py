@@ -131,6 +131,8 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
                 views=_view_mode(spec, cache_mode),
                 schedule=cache_schedule if spec.view_schedule == "auto" else spec.view_schedule,
                 replay_views=_replay_views(spec, cache),
+                # Replayed and online students see the cache's mixed views; "own" ones not.
+                mixed_views=cache.mixing is not None and _view_mode(spec, cache_mode) != "own",
             )
         )
     return runs
@@ -200,6 +202,7 @@ def distill(
     runs = _plan_runs(specs, cache)
     if any(r.views == "replay" for r in runs):
         _check_recipe(cache, ds)
+    cache.check_mix_rule()  # online students draw the mixes by this version's rule
     targets = _load_teacher_targets(runs, cache, ctx.device)
     online = {
         t: load_online_teacher(cache, t, ds, ctx.device, (teacher_models or {}).get(t))
@@ -218,6 +221,7 @@ def distill(
         definition=group_definition(ds.class_counts("train")),
         targets=targets,
         cached_seeds=cache.read_view_seeds() if replay else None,
+        cached_mix=cache.read_mix() if replay else None,
         strength=cache.views.strength or "standard",
         workers=workers,
         online=online,
@@ -369,6 +373,8 @@ def _train_group(
         schedule=schedule,
         rank=session.ctx.rank,
         world=session.ctx.world,
+        mixing=session.cache.mixing if mode in ("replay", "online") else None,
+        cached_mix=session.cached_mix if mode == "replay" else None,
     )
     before = list(done)
 

@@ -86,6 +86,10 @@ class DumpConfig:
     compressor: str = "zstd"
     schedule: str = "epoch"  # epoch: view v = epoch v of an online run; random: hashed seeds
     topk: int | None = None  # store the K largest logits per view (sparse), not all C
+    # Mixed views (METHODS §13): Beta(a, a) of Mixup and of CutMix, probability of a mix.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.teachers:
@@ -116,6 +120,18 @@ class DumpConfig:
             raise UsageError(f"Expected --seed >= 0, got {self.seed}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"Expected --schedule epoch or random, got {self.schedule!r}")
+        if self.mixing is not None and self.views == 0:
+            raise UsageError(
+                "Expected --views K >= 1 with --mixup/--cutmix (mixed views are augmented "
+                "views), got --views 0"
+            )
+
+    @property
+    def mixing(self) -> schema.MixingInfo | None:
+        """The recipe of the mixed views (None: no view is mixed); checks the flags."""
+        from softlabels.data.mixing import mixing_info
+
+        return mixing_info(self.mixup, self.cutmix, self.mix_prob)
 
     @property
     def num_views(self) -> int:
@@ -249,6 +265,16 @@ def dump(
         )
         models[t.name] = (lm, cls_w)
 
+    mixing = config.mixing
+    views = schema.ViewsInfo(
+        mode="clean" if config.views == 0 else "augmented",
+        count=config.views,
+        seed=config.seed,
+        strength=config.strength if config.views else None,
+        recipe=ds.recipe,
+        schedule=config.schedule if config.views else None,
+        mixing=mixing,
+    )
     cfg = config.to_dict()
     key_doc = {
         "config": {
@@ -267,19 +293,22 @@ def dump(
                 "schedule",
                 # Only when set: a dense dump keeps the key (and so resumes) it always had.
                 *(("topk",) if config.topk is not None else ()),
+                *(("mixup", "cutmix", "mix_prob") if config.mixing is not None else ()),
             )
         },
         "teachers": {k: v_.model_id for k, v_ in tinfo.items()},
         "fingerprint": split.fingerprint(),
-        "format": schema.format_for(tinfo),
+        "format": schema.format_for(tinfo, views),
         "algorithm": DUMP_ALGORITHM,
     }
+    if mixing is not None:  # the rule decides the bytes of views/{partner,lam,box}
+        key_doc["mix_rule"] = [mixing.rule, mixing.rule_version]
     if config.topk is not None:  # the rule decides the bytes of topk/rest and topk/error
         key_doc["topk_rule"] = [sparse.RULE, sparse.RULE_VERSION]
     config_key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
     counts = ds.class_counts("train")
     meta = schema.CacheMeta(
-        format=schema.format_for(tinfo),
+        format=schema.format_for(tinfo, views),
         N=n,
         C=c,
         V=v,
@@ -297,14 +326,7 @@ def dump(
         ),
         class_names=list(ds.class_names),
         teachers=tinfo,
-        views=schema.ViewsInfo(
-            mode="clean" if config.views == 0 else "augmented",
-            count=config.views,
-            seed=config.seed,
-            strength=config.strength if config.views else None,
-            recipe=ds.recipe,
-            schedule=config.schedule if config.views else None,
-        ),
+        views=views,
         created={"softlabels": softlabels.__version__, "torch": torch.__version__.split("+")[0]},
         tune_tau=None,
     )
@@ -312,6 +334,12 @@ def dump(
         ArraySpec(schema.LABELS, (n,), "int32"),
         ArraySpec(schema.VIEW_SEEDS, (n, v), "uint64"),
     ]
+    if mixing is not None:
+        specs += [
+            ArraySpec(schema.MIX_PARTNER, (n, v), "int32"),
+            ArraySpec(schema.MIX_LAM, (n, v), "float32"),
+            ArraySpec(schema.MIX_BOX, (n, v, 4), "int32"),
+        ]
     for name, info in tinfo.items():
         if info.topk is None:
             path = schema.teacher_array(name, schema.LOGITS)
@@ -636,6 +664,11 @@ def _run_chunk(
         schema.LABELS: split.labels[start:stop].astype(np.int32),
         schema.VIEW_SEEDS: seeds.astype(np.uint64),
     }
+    mixes = _draw_mixes(ds, split, config, seeds)
+    if mixes is not None:
+        out[schema.MIX_PARTNER] = np.stack([m.partner for m in mixes], axis=1)
+        out[schema.MIX_LAM] = np.stack([m.lam for m in mixes], axis=1)
+        out[schema.MIX_BOX] = np.stack([m.box for m in mixes], axis=1)
     # The row arrays of each teacher, by teacher and array name (views into ``out``). A
     # sparse teacher's logits are kept in float32 too (its error is measured against them)
     # and are not stored: its topk arrays are, once the logits are checked finite.
@@ -668,8 +701,9 @@ def _run_chunk(
             x = (
                 ds.clean(raw)
                 if config.views == 0
-                else ds.augment(raw, seeds[lo:hi, view], strength=config.strength)
-            )
+                else _view_inputs(ds, split, config, raw, seeds[lo:hi, view], view, view_seeds,
+                                  None if mixes is None else mixes[view].take(slice(lo, hi)), dev)
+            )  # fmt: skip
             # Casting to float16 turns values beyond its range into Inf; the check below names them.
             with torch.inference_mode(), np.errstate(over="ignore", invalid="ignore"):
                 for name, (lm, _cls) in models.items():
@@ -690,7 +724,17 @@ def _run_chunk(
                 " (the values overflow float16; use --dtype float32)"
                 if np_dtype == np.float16
                 and _finite_in_fp32(
-                    models[name][0], ds, split, config, start, rows[bad], seeds, dev, what
+                    models[name][0],
+                    ds,
+                    split,
+                    config,
+                    start,
+                    rows[bad],
+                    seeds,
+                    dev,
+                    what,
+                    view_seeds,
+                    mixes,
                 )
                 else ""
             )
@@ -699,6 +743,41 @@ def _run_chunk(
                 "every chunk committed before this one stays committed"
             )
     return out
+
+
+def _draw_mixes(ds: Any, split: Any, config: DumpConfig, seeds: np.ndarray) -> list[Any] | None:
+    """The mix of every (row, view) of a chunk, one :class:`~softlabels.data.mixing.Mix` per
+    view, from the views' own seeds (None without mixing)."""
+    from softlabels.data.mixing import draw
+
+    mixing = config.mixing
+    if mixing is None:
+        return None
+    spatial = tuple(ds.input_shape[1:])
+    return [draw(mixing, seeds[:, view], len(split), spatial) for view in range(seeds.shape[1])]
+
+
+def _view_inputs(
+    ds: Any,
+    split: Any,
+    config: DumpConfig,
+    raw: torch.Tensor,
+    seeds: np.ndarray,
+    view: int,
+    view_seeds: Callable[..., np.ndarray] | None,
+    mix: Any,
+    dev: torch.device,
+) -> torch.Tensor:
+    """Augmented view ``view`` of a batch, mixed with its partners' own (unmixed) view ``view``
+    when ``mix`` says so (the partners are loaded here: they may be in any chunk)."""
+    from softlabels.data.mixing import mix_views
+
+    def partner_views(partners: np.ndarray) -> torch.Tensor:
+        assert view_seeds is not None
+        s = view_seeds(config.seed, partners, config.num_views)[:, view]
+        return ds.augment(split.load(partners).to(dev), s, strength=config.strength)
+
+    return mix_views(ds.augment(raw, seeds, strength=config.strength), mix, partner_views)
 
 
 def _finite_in_fp32(
@@ -711,16 +790,20 @@ def _finite_in_fp32(
     seeds: np.ndarray,
     dev: torch.device,
     what: str = schema.LOGITS,
+    view_seeds: Callable[..., np.ndarray] | None = None,
+    mixes: list[Any] | None = None,
 ) -> bool:
     """Whether the offending outputs are finite before the float16 cast (an overflow)."""
     raw = split.load(bad_rows[:8]).to(dev)
+    local = bad_rows[:8] - start
     with torch.inference_mode():
         for view in range(config.num_views):
             x = (
                 ds.clean(raw)
                 if config.views == 0
-                else ds.augment(raw, seeds[bad_rows[:8] - start, view], strength=config.strength)
-            )
+                else _view_inputs(ds, split, config, raw, seeds[local, view], view, view_seeds,
+                                  None if mixes is None else mixes[view].take(local), dev)
+            )  # fmt: skip
             logits, feats = lm.forward(x)
             value = logits if what == schema.LOGITS else feats
             if value is None or not torch.isfinite(value).all():

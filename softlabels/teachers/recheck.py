@@ -1,7 +1,7 @@
 """``verify --teacher NAME=MODEL``: re-run a teacher on a seeded sample of cached views.
 
 Each sampled (row, view) input is regenerated from its stored seed under the cache's view
-recipe, the model runs on it (in float32, eval mode, through the calibrated final layer for
+recipe (a mixed view mixed again with its stored partner, lam and box), the model runs on it (in float32, eval mode, through the calibrated final layer for
 a calibrated teacher), and its logits are compared with the stored ones: max |delta|,
 top-1 agreement and ``KL(softmax(stored) || softmax(rerun))``. A view is bad when its
 |delta| exceeds what the stored dtype can explain (``rtol * max(1, |z|) + atol``), which
@@ -34,6 +34,32 @@ def _sample(n: int, v: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     pairs = np.random.default_rng(seed).choice(n * v, size=min(size, n * v), replace=False)
     pairs.sort()
     return pairs // v, pairs % v
+
+
+def _view_inputs(
+    ds: Any,
+    split: Any,
+    seeds: np.ndarray,
+    mixes: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    strength: str,
+    dev: torch.device,
+) -> torch.Tensor:
+    """Views (rows, cols) regenerated from their seeds, mixed ones with their stored mix."""
+    from softlabels.data.mixing import Mix, mix_views
+
+    x = ds.augment(split.load(rows).to(dev), seeds[rows, cols], strength=strength)
+    if mixes is None:
+        return x
+    partner, lam, box = mixes
+    mix = Mix(partner[rows, cols], lam[rows, cols], box[rows, cols])
+    v = cols[mix.mixed]
+
+    def partner_views(partners: np.ndarray) -> torch.Tensor:
+        return ds.augment(split.load(partners).to(dev), seeds[partners, v], strength=strength)
+
+    return mix_views(x, mix, partner_views)
 
 
 def recheck_teacher(
@@ -72,6 +98,7 @@ def recheck_teacher(
     n, v, _c = arrays.dense_shape
     rows, cols = _sample(n, v, sample, seed)
     seeds = cache.read_view_seeds()
+    mixes = cache.read_mix() if augmented else None
     uniq, where = np.unique(rows, return_inverse=True)
     stored = arrays.dense_logits(uniq)[where, cols]  # a sparse teacher's: its dense view
     kept = None  # a sparse teacher's stored class ids of each sampled view
@@ -83,7 +110,7 @@ def recheck_teacher(
             r, c = rows[lo : lo + batch_size], cols[lo : lo + batch_size]
             raw = split.load(r).to(dev)
             x = (
-                ds.augment(raw, seeds[r, c], strength=views.strength or "standard")
+                _view_inputs(ds, split, seeds, mixes, r, c, views.strength or "standard", dev)
                 if augmented
                 else ds.clean(raw)
             )

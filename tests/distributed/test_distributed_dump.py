@@ -61,3 +61,28 @@ def test_crashed_rank_is_redone_by_a_resume(reference: Path, tmp_path: Path) -> 
     assert result.status == "resumed"
     assert result.chunks_written == len(missing["teachers/a/logits"])
     assert cache_files(out) == cache_files(reference)
+
+
+def test_two_ranks_write_the_mixed_views_of_one_process(tmp_path: Path) -> None:
+    """Mixed views: each (row, view) is mixed from its own seed, not the rank's share."""
+    from softlabels_distributed_helpers import CHUNK, DATASET, TEACHERS, one_thread
+
+    from softlabels.teachers import DumpConfig, dump, parse_teacher
+
+    mix = ["--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.7"]
+    out = tmp_path / "two.slc"
+    proc = torchrun(*dump_args(out), *mix, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["extra"]["chunks_per_rank"] == [5, 5]
+    one = tmp_path / "one.slc"
+    cfg = DumpConfig(
+        dataset=DATASET, teachers=tuple(parse_teacher(t) for t in TEACHERS), views=2,
+        chunk_size=CHUNK, batch_size=5, mixup=0.4, cutmix=1.0, mix_prob=0.7,
+    )  # fmt: skip
+    with one_thread():
+        dump(cfg, str(one), device="cpu")
+    a, b = open_cache(str(out)), open_cache(str(one))
+    assert a.metadata.format == 2 and a.verify() == []
+    for x, y in zip(a.read_mix() or (), b.read_mix() or (), strict=True):
+        assert (x == y).all()
+    assert (a.read_mix()[0] >= 0).any()  # type: ignore[index]

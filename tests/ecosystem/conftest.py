@@ -36,6 +36,13 @@ def views_cache(tmp_path_factory: pytest.TempPathFactory, teacher_path: Path) ->
 
 
 @pytest.fixture(scope="session")
+def mixed_cache(tmp_path_factory: pytest.TempPathFactory, teacher_path: Path) -> str:
+    """Teacher ``t``: 2 epoch-aligned views, mixed (Mixup and CutMix, P = 0.7)."""
+    root = tmp_path_factory.mktemp("eco-mixed")
+    return _dump(root, teacher_path, 2, mixup=0.4, cutmix=1.0, mix_prob=0.7)
+
+
+@pytest.fixture(scope="session")
 def random_cache(tmp_path_factory: pytest.TempPathFactory, teacher_path: Path) -> str:
     """Teacher ``t``: 3 augmented views under the random schedule, seed 5."""
     return _dump(tmp_path_factory.mktemp("eco-random"), teacher_path, 3, schedule="random", seed=5)

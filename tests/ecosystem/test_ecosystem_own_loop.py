@@ -21,11 +21,14 @@ def test_the_example_runs_as_documented(views_cache: str) -> None:
     assert lines[1].startswith("balanced top-1 ") and "head" in lines[1], done.stdout
 
 
+@pytest.mark.parametrize("which", ["views_cache", "mixed_cache"])
 def test_the_loop_trains_the_student_distill_trains(
-    views_cache: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    which: str, request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Same seeds, batch size and settings: the same weights, to the bit (CPU), with the
-    loop's DataLoader in two worker processes."""
+    loop's DataLoader in two worker processes; on a cache of mixed views too (the loop
+    gets the mixed input, both labels and lam)."""
+    views_cache = request.getfixturevalue(which)
     seed, epochs, batch = 2, 3, 32  # 3 epochs over 2 views: view 0 is replayed twice
     spec = StudentSpec(
         "kd",

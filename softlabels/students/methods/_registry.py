@@ -217,8 +217,9 @@ class Method:
     )
     # Extra summary entries after training (e.g. SSD's stage IV), from a FinishContext.
     finish: Callable[[FinishContext], dict[str, Any]] | None = None
-    # Entries recorded with the run's config and summary (e.g. how BKD mixes targets).
-    record: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Entries recorded with the run's config and summary (e.g. how BKD mixes targets), from
+    # the options and ``mixed_views=`` (whether the inputs are the cache's mixed views).
+    record: Callable[..., dict[str, Any]] | None = None
     check: Callable[[Mapping[str, Any]], str | None] | None = None  # across options
     references: str = ""  # paper; shown in the README's method table
 

@@ -37,7 +37,7 @@ def logit_step(loss: str, keys: Sequence[str], *, teacher: bool) -> Callable[[St
             kw: dict[str, Any] = {"class_counts": ctx.counts, **hp}
             if teacher:
                 kw["teacher_logits"] = teacher_logits(ctx, batch)
-            return {"loss": fn(student_logits=model(batch.x).float(), labels=batch.y, **kw)}
+            return {"loss": fn(student_logits=model(batch.x).float(), labels=batch.labels, **kw)}
 
         return step
 

@@ -1,9 +1,11 @@
 """BKD: balanced knowledge distillation (Zhang et al., Neurocomputing 2023; METHODS §6).
 
 Options beyond the loss: deferred re-weighting (plain KD targets before ``drw_epoch``) and
-mixup of the student's inputs. A cache holds no exact outputs of mixed inputs yet, so the
-target of a mixed input is the mix of the two cached targets with the same lambda
-(DESIGN.md, views); every run records that choice.
+mixup of the student's inputs. On a cache with mixed views (``dump --mixup/--cutmix``) the
+inputs already are the cache's exact mixed views and their targets the teacher's outputs of
+them, so the step mixes nothing more (``mixup_target = "exact"``); elsewhere a mixed input's
+target is the mix of the two cached targets with the same lambda (``"mixed-targets"``,
+DESIGN.md, views). Every run records which.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 
     from softlabels.engine.inputs import Batch
 
-MIXUP_TARGET = "mixed-targets"
+MIXUP_TARGET = "mixed-targets"  # the mix of the two cached targets (no mixed views cached)
+EXACT_TARGET = "exact"  # the cache's mixed views and the teacher's outputs of them
 
 _plain = logit_step("softlabels.losses:bkd", ("tau", "alpha", "beta"), teacher=True)
 
@@ -42,7 +45,7 @@ def _step(ctx: StepContext) -> StepFn:
     import torch
     import torch.nn.functional as F
 
-    from softlabels.losses import bkd_target_log, effective_number_weights
+    from softlabels.losses import bkd_target_log, effective_number_weights, hard_ce
     from softlabels.losses._kl import tempered_kl
 
     tau, alpha = float(ctx.options["tau"]), float(ctx.options["alpha"])
@@ -54,7 +57,7 @@ def _step(ctx: StepContext) -> StepFn:
         w = ones if drw_epoch is not None and batch.epoch < drw_epoch else weights
         zt = teacher_logits(ctx, batch)
         x, y = batch.x, batch.y
-        if mixup > 0:
+        if mixup > 0 and batch.mix is None:  # a mixed-views batch is mixed already
             rng = mix_rng(ctx.seed, batch.epoch, batch.step)
             lam = float(rng.beta(mixup, mixup))
             perm = torch.as_tensor(rng.permutation(len(y)), device=y.device)
@@ -67,7 +70,7 @@ def _step(ctx: StepContext) -> StepFn:
             log_q = torch.log(q.clamp_min(1e-30))
         else:
             z = model(x).float()
-            ce = F.cross_entropy(z, y)
+            ce = hard_ce(z, batch.labels)
             log_q = bkd_target_log(zt, tau, w)
         kl = tempered_kl(log_q, z, tau)
         return {"loss": ce + alpha * kl, "ce": ce.detach(), "kl": kl.detach()}
@@ -75,8 +78,10 @@ def _step(ctx: StepContext) -> StepFn:
     return step
 
 
-def _record(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {"mixup_target": MIXUP_TARGET} if options["mixup"] > 0 else {}
+def _record(options: Mapping[str, Any], *, mixed_views: bool = False) -> dict[str, Any]:
+    if options["mixup"] <= 0:
+        return {}
+    return {"mixup_target": EXACT_TARGET if mixed_views else MIXUP_TARGET}
 
 
 METHOD = register_method(

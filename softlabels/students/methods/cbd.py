@@ -51,7 +51,7 @@ def _step(ctx: StepContext) -> StepFn:
             student_logits=z,
             student_features=h,
             teacher_features=feats,
-            labels=batch.y,
+            labels=batch.labels,
             alpha=alpha,
             feat_weight=feat_weight,
         )

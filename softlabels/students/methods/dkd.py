@@ -34,17 +34,15 @@ def warmup_factor(epoch: int, warmup: int) -> float:
 
 
 def _step(ctx: StepContext) -> StepFn:
-    import torch.nn.functional as F
-
-    from softlabels.losses import dkd_parts
+    from softlabels.losses import dkd_parts, hard_ce
 
     tau, alpha, beta = ctx.options["tau"], ctx.options["alpha"], ctx.options["beta"]
     ce_weight, warmup = ctx.options["ce_weight"], ctx.options["kd_warmup"]
 
     def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         z = model(batch.x).float()
-        tckd, nckd = dkd_parts(z, teacher_logits(ctx, batch), batch.y, tau)
-        ce = F.cross_entropy(z, batch.y)
+        tckd, nckd = dkd_parts(z, teacher_logits(ctx, batch), batch.labels, tau)
+        ce = hard_ce(z, batch.labels)
         kd = warmup_factor(batch.epoch, warmup) * (alpha * tckd + beta * nckd)
         return {
             "loss": ce_weight * ce + kd,

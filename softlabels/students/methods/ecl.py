@@ -57,7 +57,7 @@ def _step(ctx: StepContext) -> StepFn:
             cls_logits=[c for _, c, _ in outs],
             ref_logits=[r for _, _, r in outs],
             features=[v for v, _, _ in outs],
-            labels=batch.y,
+            labels=batch.labels,
             class_counts=ctx.counts,
             **kw,
             **hp,

@@ -46,7 +46,9 @@ def _step(ctx: StepContext) -> StepFn:
     def step(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         hard, soft = model.heads(batch.x)
         zt = teacher_logits(ctx, batch)
-        loss = ssd(hard_logits=hard, student_logits=soft, teacher_logits=zt, labels=batch.y, **hp)
+        loss = ssd(
+            hard_logits=hard, student_logits=soft, teacher_logits=zt, labels=batch.labels, **hp
+        )
         return {"loss": loss}
 
     return step
