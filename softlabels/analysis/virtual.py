@@ -542,7 +542,7 @@ def _reduce_topk(
     chunk: _TopK, num_classes: int, scales: Sequence[float], dev: torch.device
 ) -> torch.Tensor:
     """sum over a sparse chunk's (row, view) pairs of the rule's rebuilt softmax(z * s) for
-    every scale s, [K, C] float64, in closed form (never the [rows, C] dense view).
+    every scale s, [len(scales), C] float64, in closed form (never the [rows, C] dense view).
 
     The dense view of a row is its K values ``v_j`` at their ids and ``C - K`` equal logits
     ``m`` (stores/topk.py). With ``M = max(v_1, m)``, ``e_j = exp(s (v_j - M))``, ``e = exp(s
@@ -567,7 +567,8 @@ def _reduce_topk(
     inv = 1.0 / (e_top.sum(-1) + num_rest * e_rest)
     acc = (e_rest * inv).sum(-1, keepdim=True).expand(-1, num_classes).contiguous()
     extra = (e_top - e_rest[:, :, None]) * inv[:, :, None]
-    acc.scatter_add_(1, ids.expand(len(scales), -1), extra.reshape(len(scales), -1))
+    index = ids.expand(len(scales), -1).contiguous()  # the same ids for every scale
+    acc.scatter_add_(1, index, extra.reshape(len(scales), -1))
     return acc
 
 
