@@ -260,7 +260,11 @@ def main() -> None:
 
         baseline = _rss()
         out = phase_read(args.out) if args.phase == "read" else phase_pass(args.out, args.device)
-        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["peak_rss_bytes"] = usage.ru_maxrss * 1024
+        # CPU seconds of the whole child (every thread, imports included): on a shared machine
+        # the figure that load barely changes, unlike the wall-clock seconds.
+        out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         out["baseline_rss_bytes"] = baseline  # after importing torch, zarr and softlabels
         out["peak_growth_bytes"] = out["peak_rss_bytes"] - baseline if baseline else None
         print(json.dumps(out))
