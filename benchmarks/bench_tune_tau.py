@@ -9,7 +9,14 @@ fresh child processes, so that each peak RSS belongs to one phase only:
 * ``pass``: ``softlabels.virtual_examples`` over the default grid (T = 1:10:0.5, p = 1, 0.5:
   38 points, 29 distinct T/p), with a count of the chunk reads.
 
+With ``--topk K`` the cache is sparse instead: the top-K of the same float16 logits (same
+seed, same rows), encoded by the dump's own encoder (``stores.topk.encode``: values, ids,
+the rest's log-sum-exp; ``stores.topk.chunk_error`` on every 16th row of each chunk for the
+measured error, which tune-tau never reads) and written by the store layer, so the format
+is the one ``dump --topk K`` writes; ``read`` then reads the three top-k arrays.
+
     python benchmarks/bench_tune_tau.py                      # N = 437,513, C = 8,142 (~7 GB)
+    python benchmarks/bench_tune_tau.py --topk 20 --out /tmp/sparse.slc   # ~0.1 GB
     python benchmarks/bench_tune_tau.py --n 100000 --c 1000 --out /tmp/small.slc
 """
 
@@ -31,6 +38,7 @@ import numpy as np
 from softlabels.stores import schema
 
 INAT_N, INAT_C = 437_513, 8_142
+ERROR_STRIDE = 16  # --topk: the measured error of each chunk uses every 16th row
 
 
 def long_tail_counts(n: int, c: int, imb: float) -> np.ndarray:
@@ -43,25 +51,36 @@ def long_tail_counts(n: int, c: int, imb: float) -> np.ndarray:
     return counts
 
 
-def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) -> dict[str, Any]:
+def build(
+    url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0, topk: int | None = None
+) -> dict[str, Any]:
     import pyarrow as pa
 
+    from softlabels.stores import topk as sparse
     from softlabels.stores.writer import ArraySpec, CacheWriter
 
     rng = np.random.default_rng(seed)
     counts = long_tail_counts(n, c, imb=500.0)
     labels = np.repeat(np.arange(c, dtype=np.int32), counts)
     rng.shuffle(labels)
+    info = schema.TeacherInfo(
+        features=False,
+        classifier=False,
+        dtype="float16",
+        storage="dense" if topk is None else "topk",
+        topk=None if topk is None else sparse.topk_info(topk, c),
+    )
+    kind = "" if topk is None else f"-topk{topk}"
     meta = schema.CacheMeta.from_dict(
         {
-            "format": schema.FORMAT_VERSION,
+            "format": schema.format_for({"t": info}),
             "N": n,
             "C": c,
             "V": 1,
             "chunk_size": chunk,
-            "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}",
-            "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk},
-            "teachers": {"t": {"features": False, "classifier": False, "dtype": "float16"}},
+            "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}{kind}",
+            "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk, "topk": topk},
+            "teachers": {"t": info.to_dict()},
             "class_names": [str(i) for i in range(c)],
             "dataset": {
                 "fingerprint": "0" * 64,
@@ -72,12 +91,27 @@ def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) 
             "tune_tau": None,
         }
     )
-    logits = schema.teacher_array("t", schema.LOGITS)
     specs = [
         ArraySpec(schema.LABELS, (n,), "int32"),
         ArraySpec(schema.VIEW_SEEDS, (n, 1), "uint64"),
-        ArraySpec(logits, (n, 1, c), "float16"),
     ]
+    if topk is None:
+        specs.append(ArraySpec(schema.teacher_array("t", schema.LOGITS), (n, 1, c), "float16"))
+    else:
+        specs += [
+            ArraySpec(schema.teacher_array("t", schema.TOPK_VALUES), (n, 1, topk), "float16"),
+            ArraySpec(
+                schema.teacher_array("t", schema.TOPK_INDICES), (n, 1, topk), sparse.index_dtype(c)
+            ),
+            ArraySpec(
+                schema.teacher_array("t", schema.TOPK_REST), (n, 1, len(sparse.REST_STATS)),
+                "float32",
+            ),
+            ArraySpec(
+                schema.teacher_array("t", schema.TOPK_ERROR),
+                (-(-n // chunk), len(sparse.ERROR_COLUMNS)), "float32", per_chunk=True,
+            ),
+        ]  # fmt: skip
     tables = {
         schema.SAMPLES_TABLE: pa.table({"row": np.arange(n)}),
         schema.CLASSES_TABLE: pa.table({"class_id": np.arange(c), "train_count": counts}),
@@ -94,14 +128,28 @@ def build(url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0) 
             s, e = w.rows(ch)
             z = base[rng.permutation(chunk)[: e - s]] + head_bias
             z[np.arange(e - s), labels[s:e]] += 6.0
-            w.write_chunk(
-                ch,
-                {
-                    schema.LABELS: labels[s:e],
-                    schema.VIEW_SEEDS: np.zeros((e - s, 1), np.uint64),
-                    logits: z.astype(np.float16)[:, None, :],
-                },
-            )
+            data = {
+                schema.LABELS: labels[s:e],
+                schema.VIEW_SEEDS: np.zeros((e - s, 1), np.uint64),
+            }
+            if topk is None:
+                data[schema.teacher_array("t", schema.LOGITS)] = z.astype(np.float16)[:, None, :]
+            else:  # the dump's encoder: top-k of the float16 cast and the rest's lse
+                z16 = z.astype(np.float16)[:, None, :]
+                values, ids, rest = sparse.encode(z16, topk)
+                # The error row as dump measures it (against the float32 logits), on every
+                # ERROR_STRIDE-th row only: it is most of the encoding time at C = 8,142, and
+                # tune-tau never reads it.
+                sub = slice(None, None, ERROR_STRIDE)
+                error = sparse.chunk_error(z[sub, None, :], values[sub], ids[sub], rest[sub])
+                arrays = {
+                    schema.TOPK_VALUES: values,
+                    schema.TOPK_INDICES: ids,
+                    schema.TOPK_REST: rest,
+                    schema.TOPK_ERROR: error[None],
+                }
+                data |= {schema.teacher_array("t", a): v for a, v in arrays.items()}
+            w.write_chunk(ch, data)
             if ch % 50 == 0:
                 print(f"  built chunk {ch + 1}/{w.num_chunks}", file=sys.stderr, flush=True)
     return {"build_seconds": time.perf_counter() - t0}
@@ -111,12 +159,18 @@ def phase_read(url: str) -> dict[str, Any]:
     from softlabels import open_cache
 
     cache = open_cache(url)
-    reader = cache.teacher("t").reader(schema.LOGITS)
-    stored = cache.nbytes_on_disk(schema.teacher_array("t", schema.LOGITS))
+    teacher = cache.teacher("t")
+    what = (
+        (schema.TOPK_VALUES, schema.TOPK_INDICES, schema.TOPK_REST)
+        if teacher.info.sparse
+        else (schema.LOGITS,)
+    )
+    stored = sum(cache.nbytes_on_disk(schema.teacher_array("t", a)) for a in what)
     t0 = time.perf_counter()
     decoded = 0
-    for _s, _e, data in reader.iter_chunks():
-        decoded += data.nbytes
+    for a in what:
+        for _s, _e, data in teacher.reader(a).iter_chunks():
+            decoded += data.nbytes
     sec = time.perf_counter() - t0
     return {
         "seconds": sec,
@@ -145,7 +199,7 @@ def phase_pass(url: str, device: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     ve = virtual_examples(url, "t", taus=DEFAULT_TAUS, powers=DEFAULT_POWERS, device=device)
     sec = time.perf_counter() - t0
-    logit_reads = [r for r in reads if r[0].endswith("/logits")]
+    logit_reads = [r for r in reads if r[0].endswith(("/logits", "/topk/values"))]
     return {
         "seconds": sec,
         "rows_per_s": ve.num_samples / sec,
@@ -158,6 +212,7 @@ def phase_pass(url: str, device: str) -> dict[str, Any]:
         "logit_chunk_reads": len(logit_reads),
         "distinct_logit_chunks": len(set(logit_reads)),
         "torch_threads": torch.get_num_threads(),
+        "rebuilt": ve.rebuilt or None,
         "choice": ve.choice.to_dict() if ve.choice else None,
         "groups": ve.groups,
     }
@@ -192,6 +247,7 @@ def main() -> None:
     ap.add_argument("--compressor", default="zstd", help="zstd, blosc or none")
     ap.add_argument("--out", default="/tmp/softlabels-bench-tune-tau.slc", help="cache path")
     ap.add_argument("--device", default="cpu", help="device of the pass: cpu, cuda")
+    ap.add_argument("--topk", type=int, default=None, help="build the cache sparse: top-K")
     ap.add_argument("--keep", action="store_true", help="keep the cache afterwards")
     ap.add_argument("--phase", choices=("read", "pass"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -204,13 +260,17 @@ def main() -> None:
 
         baseline = _rss()
         out = phase_read(args.out) if args.phase == "read" else phase_pass(args.out, args.device)
-        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["peak_rss_bytes"] = usage.ru_maxrss * 1024
+        # CPU seconds of the whole child (every thread, imports included): on a shared machine
+        # the figure that load barely changes, unlike the wall-clock seconds.
+        out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         out["baseline_rss_bytes"] = baseline  # after importing torch, zarr and softlabels
         out["peak_growth_bytes"] = out["peak_rss_bytes"] - baseline if baseline else None
         print(json.dumps(out))
         return
 
-    raw = args.n * args.c * 2
+    raw = args.n * args.c * 2 if args.topk is None else args.n * (args.topk * 4 + 4)
     parent = os.path.dirname(os.path.abspath(args.out)) or "."
     free = shutil.disk_usage(parent).free
     reuse = os.path.exists(os.path.join(args.out, schema.ROOT_DOC))
@@ -226,6 +286,7 @@ def main() -> None:
         "n": args.n,
         "c": args.c,
         "chunk_size": args.chunk_size,
+        "topk": args.topk,
         "logits_bytes_fp16": raw,
         "load_before": os.getloadavg(),
     }
@@ -237,9 +298,13 @@ def main() -> None:
         if (cache.num_samples, cache.num_classes) != (args.n, args.c):
             raise SystemExit(f"{args.out} holds another shape; remove it or choose another --out")
         cache.require_complete()
+        if cache.teacher("t").info.sparse != (args.topk is not None):
+            raise SystemExit(f"{args.out} is {'sparse' if args.topk is None else 'dense'}")
     else:
-        print(f"building {args.out} ({raw / 1e9:.2f} GB of float16 logits)", file=sys.stderr)
-        report.update(build(args.out, args.n, args.c, args.chunk_size, args.compressor))
+        print(f"building {args.out} ({raw / 1e9:.2f} GB of teacher outputs)", file=sys.stderr)
+        report.update(
+            build(args.out, args.n, args.c, args.chunk_size, args.compressor, topk=args.topk)
+        )
     from softlabels import open_cache
 
     report["bytes_on_disk"] = open_cache(args.out).nbytes_on_disk()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
+import pytest
 from softlabels_analysis_helpers import cli_app, direct_v
 from typer.testing import CliRunner
 
@@ -30,8 +30,9 @@ def _by_hand(url: str) -> np.ndarray:
     return z
 
 
-def test_tune_tau_on_a_sparse_teacher_uses_rebuilt_distributions(tmp_path: Path) -> None:
-    url = str(tmp_path / "sparse.slc")
+@pytest.fixture(scope="module")
+def sparse_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = str(tmp_path_factory.mktemp("topk") / "sparse.slc")
     config = DumpConfig(
         dataset=DATASET,
         teachers=(parse_teacher("a=cnn1d"),),
@@ -41,6 +42,11 @@ def test_tune_tau_on_a_sparse_teacher_uses_rebuilt_distributions(tmp_path: Path)
         topk=K,
     )
     dump(config, url, device="cpu")
+    return url
+
+
+def test_tune_tau_on_a_sparse_teacher_uses_rebuilt_distributions(sparse_url: str) -> None:
+    url = sparse_url
     runner = CliRunner()
     args = ["tune-tau", url, "--taus", "1:4:1", "--device", "cpu", "--dry-run"]
     res = runner.invoke(cli_app(), [*args, "--json"], catch_exceptions=False)
@@ -56,3 +62,24 @@ def test_tune_tau_on_a_sparse_teacher_uses_rebuilt_distributions(tmp_path: Path)
     assert "stored top-3: V comes from the distributions rebuilt by rule equal-rest" in " ".join(
         text.stdout.split()
     )
+
+
+def test_sparse_pass_never_builds_the_dense_view(
+    sparse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """V of a sparse teacher comes from its K values and rest in closed form: no [rows, C]
+    dense view is built (any chunk's would go through stores.topk.dense_view)."""
+    from softlabels.analysis import virtual_examples
+    from softlabels.stores import topk
+
+    want = virtual_examples(sparse_url, taus=(1.0, 2.0, 4.0), powers=(1.0, 0.5))
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("dense view built")
+
+    monkeypatch.setattr(topk, "dense_view", refuse)
+    got = virtual_examples(sparse_url, taus=(1.0, 2.0, 4.0), powers=(1.0, 0.5))
+    z = _by_hand(sparse_url)
+    for g, w in zip(got.grid, want.grid, strict=True):
+        np.testing.assert_array_equal(g.per_class, w.per_class)
+        np.testing.assert_allclose(g.per_class, direct_v([z], g.tau, g.power), rtol=2e-5)
