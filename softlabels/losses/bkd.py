@@ -51,7 +51,10 @@ def bkd(
         raise UsageError(f"Expected alpha >= 0, got {alpha}")
     counts = check_counts(class_counts, student_logits.shape[1])
     w = class_weights if class_weights is not None else effective_number_weights(counts, beta)
-    z = student_logits.float()
-    return F.cross_entropy(z, labels) + alpha * tempered_kl(
-        bkd_target_log(teacher_logits, tau, w), z, tau
+    return tempered_kl(  # the CE fused in
+        bkd_target_log(teacher_logits, tau, w),
+        student_logits.float(),
+        tau,
+        kl_weight=alpha,
+        labels=labels,
     )

@@ -45,7 +45,12 @@ def dive(
         raise UsageError(f"Expected power in (0, 1], got {power}")
     counts = check_counts(class_counts, student_logits.shape[1])
     z = student_logits.float()
-    bsce = F.cross_entropy(z + log_prior(counts, z), labels)
-    return (1 - alpha) * bsce + alpha * tempered_kl(
-        dive_target_log(teacher_logits, tau, power), z, tau
+    return tempered_kl(  # (1 - a) BSCE fused in
+        dive_target_log(teacher_logits, tau, power),
+        z,
+        tau,
+        kl_weight=alpha,
+        labels=labels,
+        ce_weight=1 - alpha,
+        ce_offset=log_prior(counts, z),
     )
