@@ -82,24 +82,26 @@ def _case(seed: int, b: int, c: int, dtype: torch.dtype, scale: float = 3.0):
     b=st.integers(1, 9),
     c=st.integers(2, 12),
     tau=st.floats(0.5, 8.0),
+    target_tau=st.floats(0.5, 16.0),
     weighted=st.booleans(),
     from_logits=st.booleans(),
     with_ce=st.booleans(),
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_value_and_gradient_equal_numpy_and_autograd(
-    seed, b, c, tau, weighted, from_logits, with_ce, dtype
+    seed, b, c, tau, target_tau, weighted, from_logits, with_ce, dtype
 ) -> None:
     z, t, w, y, off = _case(seed, b, c, dtype)
     kl_weight, ce_weight = 0.7, 0.3
     w = w if weighted else None
     labels = y if with_ce else None
     offset = off if with_ce and seed % 2 else None
-    log_q = F.log_softmax(t.double() / tau, dim=-1)  # the target, in float64 for the oracles
+    # the target (teacher at its own temperature), in float64 for the oracles
+    log_q = F.log_softmax(t.double() / target_tau, dim=-1)
     zg = z.clone().requires_grad_(True)
     kw = {"weights": w, "kl_weight": kl_weight, "labels": labels, "ce_weight": ce_weight}
     if from_logits:
-        got = tempered_kl_logits(t, zg, tau, ce_offset=offset, **kw)
+        got = tempered_kl_logits(t, zg, tau, target_tau=target_tau, ce_offset=offset, **kw)
     else:
         got = tempered_kl(log_q.to(dtype), zg, tau, ce_offset=offset, **kw)
     (grad,) = torch.autograd.grad(got, zg)
