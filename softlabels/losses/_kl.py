@@ -52,26 +52,26 @@ class _TemperedKL(torch.autograd.Function):
         dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
         z = student_logits if student_logits.dtype == dtype else student_logits.to(dtype)
         t = target if target.dtype == dtype else target.to(dtype)
-        b = z.shape[0]
+        inv_b = 1.0 / z.shape[0] if z.shape[0] else float("nan")  # an empty batch: NaN, as a mean
         log_p = torch.log_softmax(z / tau, dim=-1)
         q = t.exp() if target_tau is None else torch.softmax(t / target_tau, dim=-1)
         terms = torch.xlogy(q, q) - q * log_p  # q (log q - log p), with 0 log 0 = 0
         if weights is not None:
             terms = terms.sum(-1) * weights.to(dtype)
-        loss = terms.sum() * (kl_weight * tau * tau / b)
+        loss = terms.sum() * (kl_weight * tau * tau * inv_b)
         need_grad = ctx.needs_input_grad[0]
         if need_grad:
             grad = log_p.exp_().sub_(q)
             if weights is not None:
                 grad.mul_(weights.to(dtype)[:, None])
-            grad.mul_(kl_weight * tau / b)
+            grad.mul_(kl_weight * tau * inv_b)
         if labels is not None and ce_weight != 0:
             idx = labels[:, None]
             log_s = torch.log_softmax(z if offset is None else z + offset.to(dtype), dim=-1)
-            loss = loss.sub_(log_s.gather(1, idx).sum(), alpha=ce_weight / b)
+            loss = loss.sub_(log_s.gather(1, idx).sum(), alpha=ce_weight * inv_b)
             if need_grad:
-                grad.add_(log_s.exp_(), alpha=ce_weight / b)
-                grad.scatter_add_(1, idx, torch.full_like(idx, -ce_weight / b, dtype=dtype))
+                grad.add_(log_s.exp_(), alpha=ce_weight * inv_b)
+                grad.scatter_add_(1, idx, torch.full_like(idx, -ce_weight * inv_b, dtype=dtype))
         if need_grad:
             ctx.save_for_backward(grad)
             ctx.grad_dtype = student_logits.dtype

@@ -404,3 +404,9 @@ def test_ecl_and_dkd_gradients_equal_their_former_composition() -> None:
     assert total.item() == pytest.approx(old.item(), rel=1e-5)
     for a, b in zip(grads, torch.autograd.grad(old, cls2), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_empty_batch_is_nan_like_a_mean() -> None:
+    z = torch.empty(0, 3, requires_grad=True)
+    assert torch.isnan(tempered_kl_logits(torch.empty(0, 3), z, 2.0))
+    assert torch.isnan(F.kl_div(z, torch.empty(0, 3), reduction="batchmean", log_target=True))
