@@ -6,8 +6,8 @@ F.kl_div(..., "batchmean")`` (with weights, ECL's ``mean_i w_i KL_i``); ``q`` is
 distribution, given by its logs (``log_target``) or built from target logits at their own
 temperature (``softmax(t / target_tau)``), with ``0 log 0 = 0`` (rows whose target puts no
 mass on some classes, e.g. DKD's non-target distribution). Student logits must be finite
-(DKD masks the student's target logit with the most negative float, not ``-inf``). The optional hard-label term is
-the cross-entropy of KD, DiVE (``offset = log pi``: balanced softmax) and BKD, fused into the
+(DKD masks the student's target logit with the most negative float, not ``-inf``). The
+optional hard-label term is the cross-entropy of KD, DiVE (``offset = log pi``: balanced softmax) and BKD, fused into the
 same op because on a small student the per-op overhead of the loss, not its arithmetic, is
 what a KD step costs beyond a CE step.
 
@@ -19,9 +19,11 @@ Gradient (``s = z / tau``, ``p = softmax(s)``, every row of ``q`` a distribution
 so the forward keeps only that [B, C] gradient and the backward is one product with the
 incoming gradient. The target, weights and offset are constants: no gradient flows into
 them (a target that requires grad is treated as detached, like DKD's and ECL's
-``.detach()``). Computed in float32 (float64 stays float64), from ``log_softmax`` only; no
-host-device synchronisation; works on any device and under autocast (half/bfloat16 logits
-are promoted, the gradient is returned in the logits' dtype). Not twice differentiable.
+``.detach()``). Computed in float32 (float64 stays float64), the student's side from
+``log_softmax`` (never ``log(softmax)``), ``q log q`` as ``xlogy``; no host-device
+synchronisation; works on any device and under autocast (half/bfloat16 logits are promoted,
+the gradient is returned in the logits' dtype). Not twice differentiable: a backward with
+``create_graph=True`` through it raises.
 """
 
 from __future__ import annotations
