@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from softlabels.losses._checks import check_counts, check_positive
 from softlabels.losses._kl import tempered_kl
-from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 from softlabels.losses.baselines import effective_number_weights
 
@@ -52,5 +51,10 @@ def bkd(
         raise UsageError(f"Expected alpha >= 0, got {alpha}")
     counts = check_counts(class_counts, student_logits.shape[1])
     w = class_weights if class_weights is not None else effective_number_weights(counts, beta)
-    z = student_logits.float()
-    return hard_ce(z, labels) + alpha * tempered_kl(bkd_target_log(teacher_logits, tau, w), z, tau)
+    return tempered_kl(  # the CE fused in
+        bkd_target_log(teacher_logits, tau, w),
+        student_logits.float(),
+        tau,
+        kl_weight=alpha,
+        labels=labels,
+    )

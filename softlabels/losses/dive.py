@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_alpha, check_counts, check_positive, log_prior
 from softlabels.losses._kl import tempered_kl
-from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 
 __all__ = ["dive", "dive_target_log"]
@@ -46,7 +45,12 @@ def dive(
         raise UsageError(f"Expected power in (0, 1], got {power}")
     counts = check_counts(class_counts, student_logits.shape[1])
     z = student_logits.float()
-    bsce = hard_ce(z + log_prior(counts, z), labels)
-    return (1 - alpha) * bsce + alpha * tempered_kl(
-        dive_target_log(teacher_logits, tau, power), z, tau
+    return tempered_kl(  # (1 - a) BSCE fused in
+        dive_target_log(teacher_logits, tau, power),
+        z,
+        tau,
+        kl_weight=alpha,
+        labels=labels,
+        ce_weight=1 - alpha,
+        ce_offset=log_prior(counts, z),
     )

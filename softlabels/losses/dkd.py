@@ -2,66 +2,67 @@
 
 The tempered distributions are split at the target class t: TCKD compares the binary
 ``[p_t, 1 - p_t]`` of teacher and student, NCKD their distributions over the other
-classes (renormalised without t). Everything is computed from log-probabilities: the
-binary pair from ``log_softmax`` and a ``logsumexp`` over the non-target classes, and the
-non-target distribution with the target logit set to ``-inf`` (the reference code
-subtracts 1000 instead, which gives the same values to float precision).
+classes (renormalised without t). Both are the one tempered KL of every logit method
+(``losses._kl``) on derived logits: the binary pair is ``softmax_T([z_t, T lse_{c != t}(z_c /
+T)])``, and the non-target distribution is ``softmax_T`` of the logits with the target
+logit set to ``-inf`` for the teacher (``0 log 0 = 0``) and to the most negative float for the
+student (the reference code subtracts 1000 instead, which gives the same values to float
+precision).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_positive
-from softlabels.losses._labels import MixedLabels, hard_ce, per_label
+from softlabels.losses._kl import tempered_kl_logits
+from softlabels.losses._labels import MixedLabels, hard_ce
 from softlabels.losses._registry import register_loss
 
 __all__ = ["dkd", "dkd_parts"]
 
 
-def _kl_rows(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """``sum_c q_c (log q_c - log p_c)`` per row, with ``0 log 0 = 0``."""
-    q = log_q.exp()
-    diff = torch.where(q > 0, log_q - log_p, torch.zeros_like(log_q))
-    return (q * diff).sum(-1)
-
-
-def _split(logits: torch.Tensor, labels: torch.Tensor, tau: float) -> tuple[torch.Tensor, ...]:
-    """(log [p_t, 1 - p_t], log p~ over the non-target classes), at temperature tau."""
-    z = logits.float() / tau
-    target = F.one_hot(labels, z.shape[1]).bool()
-    log_p = F.log_softmax(z, dim=-1)
-    log_pt = log_p.gather(1, labels[:, None])
-    log_rest = torch.logsumexp(log_p.masked_fill(target, float("-inf")), dim=-1, keepdim=True)
-    binary = torch.cat([log_pt, log_rest], dim=1)
-    non_target = F.log_softmax(z.masked_fill(target, float("-inf")), dim=-1)
-    return binary, non_target
+def _split(
+    logits: torch.Tensor, labels: torch.Tensor, tau: float, fill: float
+) -> tuple[torch.Tensor, ...]:
+    """(binary logits ``[z_t, T lse_{c != t}(z_c / T)]``, the logits with ``z_t = fill``):
+    their ``softmax_T`` are ``[p_t, 1 - p_t]`` and the non-target distribution."""
+    z = logits.float()
+    target = torch.zeros_like(z, dtype=torch.bool).scatter_(1, labels[:, None], True)
+    rest = z.masked_fill(target, fill)
+    rest_lse = torch.logsumexp(rest / tau, dim=-1, keepdim=True)
+    return torch.cat([z.gather(1, labels[:, None]), tau * rest_lse], dim=1), rest
 
 
 def dkd_parts(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, tau: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(TCKD, NCKD)``, each ``T^2 KL(teacher || student)``, batchmean."""
+    """``(TCKD, NCKD)``, each ``T^2 KL(teacher || student)``, batchmean (teacher detached)."""
     tau = check_positive("tau", tau)
-    if isinstance(labels, MixedLabels):  # the split is the label's: both, by lam, per row
-        tckd = per_label(lambda y: _parts_rows(student_logits, teacher_logits, y, tau)[0], labels)
-        nckd = per_label(lambda y: _parts_rows(student_logits, teacher_logits, y, tau)[1], labels)
-        return tckd.mean() * tau * tau, nckd.mean() * tau * tau
-    tckd_rows, nckd_rows = _parts_rows(student_logits, teacher_logits, labels, tau)
-    tckd = tckd_rows.mean() * tau * tau
-    nckd = nckd_rows.mean() * tau * tau
-    return tckd, nckd
+    if isinstance(labels, MixedLabels):  # the split is the label's: both, weighted by lam
+        own = _parts(student_logits, teacher_logits, labels.labels, tau, labels.lam)
+        other = _parts(student_logits, teacher_logits, labels.partner, tau, 1 - labels.lam)
+        return own[0] + other[0], own[1] + other[1]
+    return _parts(student_logits, teacher_logits, labels, tau, None)
 
 
-def _parts_rows(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, tau: float
+def _parts(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float,
+    weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TCKD and NCKD KL per row (before the T^2 factor)."""
-    b_s, n_s = _split(student_logits, labels, tau)
-    b_t, n_t = _split(teacher_logits.detach(), labels, tau)
-    return _kl_rows(b_t, b_s), _kl_rows(n_t, n_s)
+    """TCKD and NCKD split at ``labels``, rows weighted by ``weights`` (``None``: 1)."""
+    # The teacher's target class gets -inf (q = 0 there), the student's the most negative
+    # float (log p finite and p = 0 there, so that the KL's q log p is 0, not NaN).
+    b_s, n_s = _split(student_logits, labels, tau, torch.finfo(torch.float32).min)
+    b_t, n_t = _split(teacher_logits.detach(), labels, tau, float("-inf"))
+    return (
+        tempered_kl_logits(b_t, b_s, tau, weights=weights),
+        tempered_kl_logits(n_t, n_s, tau, weights=weights),
+    )
 
 
 @register_loss(

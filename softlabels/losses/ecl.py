@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from softlabels.errors import UsageError
 from softlabels.losses._checks import check_counts, check_positive, log_prior
+from softlabels.losses._kl import tempered_kl_logits
 from softlabels.losses._labels import MixedLabels, hard_ce, per_label
 from softlabels.losses._registry import register_loss
 
@@ -56,10 +57,7 @@ def _weighted_kl(
     weights: torch.Tensor | None,
 ) -> torch.Tensor:
     """``mean_i w_i T^2 KL(softmax_T(t_i) || softmax_T(s_i))`` (target detached)."""
-    log_q = F.log_softmax(target_logits.detach().float() / tau, dim=-1)
-    log_p = F.log_softmax(student_logits.float() / tau, dim=-1)
-    kl = (log_q.exp() * (log_q - log_p)).sum(-1) * tau * tau
-    return (kl * weights).mean() if weights is not None else kl.mean()
+    return tempered_kl_logits(target_logits, student_logits.float(), tau, weights=weights)
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from softlabels.losses._checks import check_alpha, check_positive
-from softlabels.losses._kl import tempered_kl
-from softlabels.losses._labels import hard_ce
+from softlabels.losses._kl import tempered_kl_logits
 from softlabels.losses._registry import register_loss
 
 __all__ = ["kd"]
@@ -26,7 +24,11 @@ def kd(
     """``(1 - a) CE(z_s, y) + a T^2 KL(softmax_T(z_t) || softmax_T(z_s))``."""
     tau = check_positive("tau", tau)
     alpha = check_alpha(alpha)
-    log_q = F.log_softmax(teacher_logits.float() / tau, dim=-1)
-    return (1 - alpha) * hard_ce(student_logits.float(), labels) + alpha * tempered_kl(
-        log_q, student_logits, tau
+    return tempered_kl_logits(
+        teacher_logits,
+        student_logits.float(),
+        tau,
+        kl_weight=alpha,
+        labels=labels,
+        ce_weight=1 - alpha,
     )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from softlabels.losses._checks import check_positive
-from softlabels.losses._kl import tempered_kl
+from softlabels.losses._kl import tempered_kl_logits
 from softlabels.losses._labels import hard_ce
 from softlabels.losses._registry import register_loss
 
@@ -42,6 +41,7 @@ def ssd(
         raise UsageError(
             f"Expected lambda_hard, lambda_soft >= 0, got {lambda_hard}, {lambda_soft}"
         )
-    log_q = F.log_softmax(teacher_logits.float() / tau, dim=-1)
     hard = hard_ce(hard_logits.float(), labels)
-    return lambda_hard * hard + lambda_soft * tempered_kl(log_q, student_logits, tau)
+    return lambda_hard * hard + lambda_soft * tempered_kl_logits(
+        teacher_logits, student_logits.float(), tau
+    )

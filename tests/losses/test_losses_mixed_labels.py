@@ -63,3 +63,43 @@ def test_a_mixed_batch_is_the_mean_of_its_rows_mixed_one_by_one(name: str) -> No
     assert float(fn(z, t, labels)) == pytest.approx(
         np.mean(per_row), rel=1e-6
     )  # dkd runs in float32
+
+
+@pytest.mark.parametrize("name", ["kd", "dive", "bkd", "ssd", "dkd"])
+def test_the_fused_op_s_gradient_on_mixed_labels_is_the_rows_mixed_one_by_one(name: str) -> None:
+    """The fused tempered KL takes the CE of mixed labels inside the op (hand-written
+    backward): its gradient must be, row by row, lam grad L(y_i) + (1 - lam) grad L(y_j),
+    each from plain labels, divided by the batch."""
+    from softlabels.losses import bkd, dive, ssd
+
+    z, labels = _data(3)
+    t = torch.randn(9, 6, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    counts = torch.tensor([50, 20, 10, 5, 3, 2])
+    fns = {
+        "kd": lambda zz, tt, yy: kd(student_logits=zz, teacher_logits=tt, labels=yy, alpha=0.3),
+        "dive": lambda zz, tt, yy: dive(
+            student_logits=zz, teacher_logits=tt, labels=yy, class_counts=counts, alpha=0.5
+        ),
+        "bkd": lambda zz, tt, yy: bkd(
+            student_logits=zz, teacher_logits=tt, labels=yy, class_counts=counts
+        ),
+        "ssd": lambda zz, tt, yy: ssd(
+            student_logits=zz, hard_logits=zz * 0.5, teacher_logits=tt, labels=yy
+        ),
+        "dkd": lambda zz, tt, yy: dkd(student_logits=zz, teacher_logits=tt, labels=yy),
+    }
+    fn = fns[name]
+
+    def grad(zz: torch.Tensor, tt: torch.Tensor, yy: object) -> torch.Tensor:
+        zz = zz.detach().clone().requires_grad_(True)
+        fn(zz, tt, yy).backward()
+        return zz.grad
+
+    got = grad(z, t, labels)
+    for b in range(9):
+        row = slice(b, b + 1)
+        lam = float(labels.lam[b])
+        want = lam * grad(z[row], t[row], labels.labels[row]) + (1 - lam) * grad(
+            z[row], t[row], labels.partner[row]
+        )
+        assert torch.allclose(got[b : b + 1] * 9, want, rtol=1e-4, atol=1e-6), (name, b)
