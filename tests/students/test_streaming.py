@@ -87,6 +87,10 @@ def test_decoded_chunks_never_exceed_buffer_plus_prefetch(caches) -> None:
                 time.sleep(0.002)  # a slow consumer: the reader runs as far ahead as allowed
         assert streamed.count.peak <= buffer + prefetch
         assert streamed.count.peak >= buffer  # a whole window was held
+        # stopped mid-epoch, with chunks read ahead: nothing stays held
+        streamed.batch_logits(_batches(sampler, 2, 8)[0])
+        time.sleep(0.2)
+        assert streamed.count.now == buffer + prefetch
         streamed.close()
         assert streamed.count.now == 0
 
