@@ -250,6 +250,9 @@ def distill(
         raise UsageError("Expected at least one student")
     if eval_every < 1:
         raise UsageError(f"Expected --eval-every >= 1, got {eval_every}")
+    budget = parse_size(target_memory)
+    if prefetch is not None and prefetch < 1:
+        raise UsageError(f"Expected --prefetch >= 1 chunk, got {prefetch}")
     distributed.check_shared_url(cache_url)
     ctx = distributed.setup(device)
     if not ctx.is_main:
@@ -267,9 +270,6 @@ def distill(
     runs = _plan_runs(specs, cache)
     if any(r.views == "replay" for r in runs):
         _check_recipe(cache, ds)
-    budget = parse_size(target_memory)
-    if prefetch is not None and prefetch < 1:
-        raise UsageError(f"Expected --prefetch >= 1 chunk, got {prefetch}")
     used = _used_teachers(runs, cache)
     plan = plan_stream(
         cache,
