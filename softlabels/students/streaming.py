@@ -101,6 +101,7 @@ class ChunkPrefetcher:
                 data = self._read(c)
                 self._count.add(1)
                 self._queue.put((c, data, None))
+                del data  # the consumer's now: freed when it drops the chunk
         except BaseException as exc:  # handed to the consumer, raised there
             self._queue.put((-1, None, exc))
 
