@@ -89,7 +89,10 @@ def test_decoded_chunks_never_exceed_buffer_plus_prefetch(caches) -> None:
         assert streamed.count.peak >= buffer  # a whole window was held
         # stopped mid-epoch, with chunks read ahead: nothing stays held
         streamed.batch_logits(_batches(sampler, 2, 8)[0])
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while streamed.count.now < buffer + prefetch and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # and no further
         assert streamed.count.now == buffer + prefetch
         streamed.close()
         assert streamed.count.now == 0
@@ -210,7 +213,46 @@ def test_cli_streams_under_a_tiny_budget_and_refuses_bad_sizes(caches, tmp_path:
     saved = torch.load(tmp_path / "r" / "student" / "model.pt", weights_only=True)
     config = json.loads(saved["extra"]["config"])
     assert config["order"]["shuffle"] == "chunks" and config["order"]["buffer"] >= 1
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        'target_memory = "4kB"\n[defaults]\nmodel = "cnn1d"\nepochs = 1\nbatch_size = 24\n'
+        '[[student]]\nname = "p"\nmethod = "kd"\nteacher = "bsce"\n'
+    )
+    res = runner.invoke(
+        app,
+        [
+            "distill",
+            caches["dense"],
+            "--dataset",
+            DATA,
+            "--plan",
+            str(plan),
+            "--no-plots",
+            "--quiet",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    saved = torch.load(tmp_path / "p" / "p" / "model.pt", weights_only=True)
+    assert json.loads(saved["extra"]["config"])["order"]["shuffle"] == "chunks"
     bad = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--target-memory", "2XB"])
     assert bad.exit_code == 2
     lines = [line for line in bad.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Expected --target-memory a size" in lines[0], bad.output
+
+
+def test_plan_run_settings(tmp_path: Path) -> None:
+    from softlabels.students.plan import load_plan, plan_run_settings
+
+    plan = tmp_path / "plan.toml"
+    body = '[[student]]\nname = "kd"\nmethod = "kd"\n'
+    plan.write_text('target_memory = "2GB"\nshuffle_buffer = 4\n' + body)
+    assert plan_run_settings(plan) == {"target_memory": "2GB", "shuffle_buffer": 4}
+    assert [s.name for s in load_plan(plan)] == ["kd"]
+    plan.write_text("target_memory = true\n" + body)
+    with pytest.raises(UsageError, match="Expected target_memory of type str, got True"):
+        plan_run_settings(plan)
+    plan.write_text("target_memroy = 1\n" + body)
+    with pytest.raises(UsageError, match="Unknown table"):
+        load_plan(plan)
