@@ -409,8 +409,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     sections = [
         ("kill", lambda: kill_trials(work, refs, args.trials, rng, args.sleep)),
-        ("s3", lambda: s3_kill_trials(work, refs, _or(args.s3_trials, args.trials), rng,
-                                      args.sleep)),
+        (
+            "s3",
+            lambda: s3_kill_trials(work, refs, _or(args.s3_trials, args.trials), rng, args.sleep),
+        ),
         ("repeat", lambda: repeat_trial(work, refs, args.repeat_kills, rng, args.sleep)),
         ("damage", lambda: damage_trials(work, refs, args.damage_trials or 3 * args.trials, rng)),
         ("enospc", lambda: enospc_trials(work, refs, args.enospc_stride)),

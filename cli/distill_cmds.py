@@ -68,6 +68,30 @@ def distill(
         list[str] | None,
         typer.Option(help="NAME=MODEL: the model of an online teacher (default: the dump's)."),
     ] = None,
+    target_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory budget of the cached teacher targets (2GB, 512MiB, auto: half the "
+            "available RAM). Targets larger than it are streamed chunk by chunk in a "
+            "chunk-shuffled order. Default: no limit (held whole).",
+        ),
+    ] = None,
+    shuffle: Annotated[
+        str | None,
+        typer.Option(
+            help="Row order of students reading cached targets: auto (chunk-shuffled only "
+            "when streamed), full, or chunks."
+        ),
+    ] = None,
+    shuffle_buffer: Annotated[
+        int | None,
+        typer.Option(
+            help="Chunks per window of the chunk-shuffled order (default: as many as fit)."
+        ),
+    ] = None,
+    prefetch: Annotated[
+        int | None, typer.Option(help="Chunks read ahead when streaming (default 2).")
+    ] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate students every N epochs.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Loader threads for file-backed datasets.")] = 2,
@@ -89,6 +113,7 @@ def distill(
         from softlabels.errors import UsageError
         from softlabels.students import StudentSpec, load_plan
         from softlabels.students import distill as run_distill
+        from softlabels.students.plan import plan_run_settings
 
         flags: dict[str, Any] = {
             "model": model,
@@ -106,8 +131,17 @@ def distill(
             "replay_views": replay_views,
         }
         flags = {k: v for k, v in flags.items() if v is not None}
+        run_keys = {
+            "target_memory": target_memory,
+            "shuffle": shuffle,
+            "shuffle_buffer": shuffle_buffer,
+            "prefetch": prefetch,
+        }
         if plan is not None:
             specs = load_plan(plan, overrides=flags)
+            run_keys = plan_run_settings(plan) | {
+                k: v for k, v in run_keys.items() if v is not None
+            }
         else:
             if "method" not in flags:
                 raise UsageError(
@@ -137,6 +171,10 @@ def distill(
                 plots=plots,
                 progress=on_progress,
                 teacher_models=dict(_pair(t) for t in teacher_model or ()),
+                target_memory=run_keys.get("target_memory"),
+                shuffle=run_keys.get("shuffle") or "auto",
+                shuffle_buffer=run_keys.get("shuffle_buffer"),
+                prefetch=run_keys.get("prefetch"),
             )
     if not is_main():
         return

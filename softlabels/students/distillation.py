@@ -28,7 +28,9 @@ from softlabels.students.methods import Method, get_method
 from softlabels.students.plan import StudentSpec
 from softlabels.students.steps import resolve_hparams
 
-__all__ = ["DistillResult", "distill"]
+__all__ = ["SHUFFLES", "DistillResult", "distill"]
+
+SHUFFLES = ("auto", "full", "chunks")  # the row order of students reading cached targets
 
 
 def _teacher_of(spec: StudentSpec, method: Method, cache: Any) -> str | None:
@@ -138,10 +140,8 @@ def _plan_runs(specs: list[StudentSpec], cache: Any) -> list[StudentRun]:
     return runs
 
 
-def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device) -> dict[str, Any]:
-    """Every used teacher's cached outputs on the device (checksums verified, read once)."""
-    from softlabels.students.targets import load_targets
-
+def _used_teachers(runs: list[StudentRun], cache: Any) -> dict[str, bool]:
+    """Every teacher whose cached outputs some student reads (name -> with its features)."""
     runs = [r for r in runs if r.views != "online"]
     with_features = {t for r in runs for t in r.feature_teachers}
     with_features |= {
@@ -152,7 +152,60 @@ def _load_teacher_targets(runs: list[StudentRun], cache: Any, dev: torch.device)
     used = sorted({r.teacher for r in runs if r.teacher} | with_features)
     for t in used:
         cache.require_complete(t)
-    return {t: load_targets(cache, t, dev, features=t in with_features) for t in used}
+    return {t: t in with_features for t in used}
+
+
+def _reads_cache(run: StudentRun) -> bool:
+    return run.views != "online" and bool(run.teacher or run.feature_teachers)
+
+
+def _load_teacher_targets(
+    used: dict[str, bool], cache: Any, dev: torch.device, plan: Any
+) -> dict[str, Any]:
+    """Every used teacher's cached outputs: on the device (checksums verified, read once),
+    or streamed chunk by chunk when ``plan`` says they exceed the budget."""
+    from softlabels.students.streaming import StreamedTargets
+    from softlabels.students.targets import load_targets
+
+    if plan is not None:
+        return {
+            t: StreamedTargets(cache, t, dev, features=f, prefetch=plan.prefetch)
+            for t, f in used.items()
+        }
+    return {t: load_targets(cache, t, dev, features=f) for t, f in used.items()}
+
+
+def _chunk_buffer(
+    runs: list[StudentRun], plan: Any, shuffle: str, shuffle_buffer: int | None, budget: Any
+) -> int | None:
+    """The shuffle buffer (chunks) of the chunk-shuffled order, None for the full order."""
+    from softlabels.students.streaming import DEFAULT_BUFFER
+
+    if shuffle not in SHUFFLES:
+        raise UsageError(f"Expected shuffle among {', '.join(SHUFFLES)}, got {shuffle!r}")
+    if shuffle_buffer is not None and shuffle_buffer < 1:
+        raise UsageError(f"Expected --shuffle-buffer >= 1 chunk, got {shuffle_buffer}")
+    if plan is None and shuffle != "chunks":
+        return None
+    if plan is not None and shuffle == "full":
+        raise UsageError(
+            f"Expected --shuffle chunks or auto: the teacher targets "
+            f"({plan.total_bytes / 1e9:.3g} GB) exceed --target-memory {budget} and are streamed"
+        )
+    for r in runs:
+        if _reads_cache(r) and r.spec.sampler_name != "instance":
+            why = (
+                f"the teacher targets ({plan.total_bytes / 1e9:.3g} GB) exceed "
+                f"--target-memory {budget} and are streamed in chunks"
+                if plan is not None
+                else "--shuffle chunks visits rows chunk by chunk"
+            )
+            raise UsageError(
+                f"Expected sampler instance for student {r.spec.name!r}, got "
+                f"{r.spec.sampler_name}: {why}; raise --target-memory or set sampler = "
+                '"instance"'
+            )
+    return plan.buffer if plan is not None else (shuffle_buffer or DEFAULT_BUFFER)
 
 
 def distill(
@@ -168,23 +221,40 @@ def distill(
     evaluate_teachers: bool = True,
     progress: Callable[[dict[str, Any]], None] | None = None,
     teacher_models: dict[str, str] | None = None,
+    target_memory: str | int | None = None,
+    shuffle: str = "auto",
+    shuffle_buffer: int | None = None,
+    prefetch: int | None = None,
 ) -> DistillResult:
     """Train ``specs`` from the cache at ``cache_url`` on ``dataset``; outputs go to ``out``.
 
     Students with ``online = true`` get their teacher's outputs from the teacher model run
     on their own inputs (the model recorded by the dump, or ``teacher_models[name]``).
+
+    ``target_memory`` (bytes, ``"2GB"``, ``"auto"``; None: no limit) bounds the memory of
+    the cached teacher targets: when they exceed it they are streamed chunk by chunk
+    (:mod:`softlabels.students.streaming`) and the students that read them visit rows in
+    the chunk-shuffled order (:class:`~softlabels.engine.chunk_sampler.ChunkSampler`,
+    ``shuffle_buffer`` chunks per window: as many as fit unless given; ``prefetch``
+    chunks read ahead). ``shuffle = "chunks"`` uses that order with targets in memory too,
+    ``"full"`` refuses to stream, ``"auto"`` streams (and chunk-shuffles) only when needed.
     """
     from softlabels import distributed
     from softlabels.caches import check_dataset, open_cache
     from softlabels.data import load_dataset
     from softlabels.metrics import group_definition
+    from softlabels.students.memory import parse_size
     from softlabels.students.online import load_online_teacher
+    from softlabels.students.streaming import DEFAULT_PREFETCH, plan_stream
 
     t0 = time.perf_counter()
     if not specs:
         raise UsageError("Expected at least one student")
     if eval_every < 1:
         raise UsageError(f"Expected --eval-every >= 1, got {eval_every}")
+    budget = parse_size(target_memory)
+    if prefetch is not None and prefetch < 1:
+        raise UsageError(f"Expected --prefetch >= 1 chunk, got {prefetch}")
     distributed.check_shared_url(cache_url)
     ctx = distributed.setup(device)
     if not ctx.is_main:
@@ -203,7 +273,16 @@ def distill(
     if any(r.views == "replay" for r in runs):
         _check_recipe(cache, ds)
     cache.check_mix_rule()  # online students draw the mixes by this version's rule
-    targets = _load_teacher_targets(runs, cache, ctx.device)
+    used = _used_teachers(runs, cache)
+    plan = plan_stream(
+        cache,
+        used,
+        budget,
+        buffer=shuffle_buffer,
+        prefetch=DEFAULT_PREFETCH if prefetch is None else prefetch,
+    )
+    buffer = _chunk_buffer(runs, plan, shuffle, shuffle_buffer, target_memory)
+    targets = _load_teacher_targets(used, cache, ctx.device, plan)
     online = {
         t: load_online_teacher(cache, t, ds, ctx.device, (teacher_models or {}).get(t))
         for t in sorted(
@@ -235,6 +314,7 @@ def distill(
             r.views,
             r.schedule,
             r.replay_views,
+            buffer if _reads_cache(r) else None,
         )
         groups.setdefault(key, []).append(r)
     trained: list[Any] = []
@@ -270,7 +350,7 @@ def _evaluate_fn(session: Session, method: Method) -> Callable[[torch.nn.Module]
     return evaluate
 
 
-def _student(session: Session, run: StudentRun) -> Any:
+def _student(session: Session, run: StudentRun, buffer: int | None = None) -> Any:
     from softlabels import distributed
     from softlabels.engine.loop import Student
     from softlabels.engine.optim import OptimConfig
@@ -324,6 +404,7 @@ def _student(session: Session, run: StudentRun) -> Any:
             "view_schedule": run.schedule if run.views == "replay" else None,
             "replay_views": run.replay_views if run.views == "replay" else None,
             **run.record,
+            **({"order": {"shuffle": "chunks", "buffer": buffer}} if buffer else {}),
             "cache": {"url": session.cache.url, "config_key": session.cache.config_key},
             "dataset": ds.spec,
             "fingerprint": ds.train.fingerprint(),
@@ -348,16 +429,25 @@ def _train_group(
     progress: Callable[[dict[str, Any]], None] | None,
 ) -> list[Any]:
     """Train the students of one shared pass; returns their trained ``Student``s."""
+    from softlabels.engine.chunk_sampler import ChunkSampler
     from softlabels.engine.inputs import BatchStream
     from softlabels.engine.loop import fit
     from softlabels.engine.samplers import make_sampler
     from softlabels.students.summary import write_metrics
 
-    sampler_name, batch_size, seed, mode, schedule, replay_views = key
-    students = [_student(session, r) for r in members]
+    sampler_name, batch_size, seed, mode, schedule, replay_views, buffer = key
+    students = [_student(session, r, buffer) for r in members]
+    labels = session.ds.train.labels
+    sampler: Any = make_sampler(sampler_name, labels, session.ds.num_classes, seed)
+    if buffer is not None:
+        sampler = ChunkSampler(len(labels), int(session.cache.chunk_size), buffer, seed)
+    names = sorted({n for r in members for n in _teachers_of(r)})
+    streamed = [session.targets[n] for n in names if getattr(session.targets[n], "streamed", False)]
+    for t in streamed:
+        t.bind(sampler)
     stream = BatchStream(
         session.ds,
-        make_sampler(sampler_name, session.ds.train.labels, session.ds.num_classes, seed),
+        sampler,
         batch_size=batch_size,
         device=session.device,
         augment=session.ds.recipe.get("kind") != "none",
@@ -382,5 +472,16 @@ def _train_group(
         if session.ctx.is_main:  # metrics.parquet is current after every epoch
             write_metrics(session.out, before + students)
 
-    fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
+    try:
+        fit(students, stream, eval_every=eval_every, progress=progress, on_epoch_end=on_epoch_end)
+    finally:
+        for t in streamed:
+            t.close()
     return students
+
+
+def _teachers_of(run: StudentRun) -> list[str]:
+    """The teachers whose cached outputs a student reads."""
+    if not _reads_cache(run):
+        return []
+    return [t for t in (run.teacher, *run.feature_teachers) if t]

@@ -7,6 +7,8 @@ A plan file has a ``[defaults]`` table and one ``[[student]]`` table per student
     epochs = 40
     data_seed = 0          # students with equal data_seed/sampler/batch_size share one pass
 
+    target_memory = "2GB"  # run settings, before the tables (see RUN_SETTINGS)
+
     [[student]]
     name = "dive"
     method = "dive"
@@ -32,7 +34,15 @@ from typing import Any
 from softlabels.errors import UsageError
 from softlabels.students.methods import get_method, option_kinds
 
-__all__ = ["StudentSpec", "load_plan", "parse_plan"]
+__all__ = ["RUN_SETTINGS", "StudentSpec", "load_plan", "parse_plan", "plan_run_settings"]
+
+# Keys of a plan's top level that set the whole run, not a student (``distill`` keywords).
+RUN_SETTINGS: dict[str, tuple[type, ...]] = {
+    "target_memory": (str, int),
+    "shuffle": (str,),
+    "shuffle_buffer": (int,),
+    "prefetch": (int,),
+}
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -221,11 +231,13 @@ def parse_plan(
     doc: dict[str, Any], *, overrides: dict[str, Any] | None = None
 ) -> list[StudentSpec]:
     """Specs from a parsed plan document (``[defaults]`` + ``[[student]]``)."""
-    unknown = set(doc) - {"defaults", "student"}
+    unknown = set(doc) - {"defaults", "student"} - set(RUN_SETTINGS)
     if unknown:
         raise UsageError(
             f"Unknown table(s) {sorted(unknown)} in plan; expected [defaults] and [[student]]"
+            f" (and the run settings {', '.join(RUN_SETTINGS)})"
         )
+    run_settings(doc)
     defaults = _check_settings(dict(doc.get("defaults", {})), "[defaults]")
     defaults.pop("name", None)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -250,7 +262,29 @@ def parse_plan(
     return specs
 
 
+def run_settings(doc: dict[str, Any]) -> dict[str, Any]:
+    """The run settings of a parsed plan document, type-checked."""
+    out = {}
+    for key, types in RUN_SETTINGS.items():
+        if key not in doc:
+            continue
+        value = doc[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UsageError(f"Expected {key} of type {types[0].__name__}, got {value!r} (in plan)")
+        out[key] = value
+    return out
+
+
+def plan_run_settings(path: str | Path) -> dict[str, Any]:
+    """The run settings (``target_memory`` ...) of a plan file."""
+    return run_settings(_read_plan(path))
+
+
 def load_plan(path: str | Path, *, overrides: dict[str, Any] | None = None) -> list[StudentSpec]:
+    return parse_plan(_read_plan(path), overrides=overrides)
+
+
+def _read_plan(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         doc = tomllib.loads(p.read_text())
@@ -260,4 +294,4 @@ def load_plan(path: str | Path, *, overrides: dict[str, Any] | None = None) -> l
         raise UsageError(f"Plan file {p} is not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Plan file {p} cannot be read: {exc}") from None
-    return parse_plan(doc, overrides=overrides)
+    return doc

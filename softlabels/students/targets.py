@@ -23,8 +23,16 @@ import torch
 from softlabels.engine.inputs import Batch
 from softlabels.nonfinite import nonfinite_error, nonfinite_rows
 from softlabels.stores.cache import Cache
+from softlabels.stores.reader import ArrayReader
 
-__all__ = ["SparseTargets", "TeacherTargets", "load_targets"]
+__all__ = [
+    "SparseTargets",
+    "TeacherTargets",
+    "check_finite",
+    "load_targets",
+    "placeable",
+    "target_readers",
+]
 
 DEFAULT_DEVICE_BUDGET = 4 << 30  # bytes of targets kept on the device when it is not a GPU
 
@@ -113,6 +121,42 @@ def _budget(device: torch.device) -> int:
     return DEFAULT_DEVICE_BUDGET
 
 
+def target_readers(cache: Cache, name: str, *, features: bool = False) -> dict[str, ArrayReader]:
+    """The verified readers of the arrays a teacher's targets are made of: ``logits`` (a
+    dense teacher), or ``logits``/``indices``/``rest`` (a sparse one's top-k values, ids
+    and rest statistics); ``features`` too when asked."""
+    from softlabels.stores.schema import LOGITS, TOPK_INDICES, TOPK_REST, TOPK_VALUES
+
+    t = cache.teacher(name)
+    stored = {"logits": LOGITS}
+    if t.info.sparse:
+        t.check_rule()  # before any read
+        stored = {"logits": TOPK_VALUES, "indices": TOPK_INDICES, "rest": TOPK_REST}
+    readers = {key: t.reader(what) for key, what in stored.items()}
+    if features:
+        readers["features"] = t.reader("features")
+    return readers
+
+
+def check_finite(cache: Cache, name: str, key: str, arr: np.ndarray, first_row: int = 0) -> None:
+    """Refuse NaN/Inf cached values (ids are never checked) of rows ``first_row...``."""
+    if key == "indices":
+        return
+    rows = nonfinite_rows(arr)
+    if len(rows):
+        raise nonfinite_error(
+            f"teacher {name!r} has NaN/Inf cached {key}",
+            rows + first_row,
+            "redo the dump of that teacher",
+            names=cache.sample_ids,
+        )
+
+
+def placeable(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in a dtype torch indexes well (uint16 ids become int32)."""
+    return arr.astype(np.int32) if arr.dtype == np.uint16 else arr
+
+
 def load_targets(
     cache: Cache,
     name: str,
@@ -124,43 +168,22 @@ def load_targets(
 ) -> TeacherTargets:
     """Read a teacher's arrays once (verified) and place them for training: a
     :class:`TeacherTargets`, or :class:`SparseTargets` for a sparse teacher."""
-    from softlabels.stores.schema import LOGITS, TOPK_INDICES, TOPK_REST, TOPK_VALUES
-
-    t = cache.teacher(name)
-    sparse = t.info.sparse
-    if sparse:
-        t.check_rule()  # before any read
-    stored = {"logits": TOPK_VALUES, "indices": TOPK_INDICES, "rest": TOPK_REST}
-    if not sparse:
-        stored = {"logits": LOGITS}
-    arrays = {key: t.reader(what).read_all() for key, what in stored.items()}
-    if features:
-        arrays["features"] = t.reader("features").read_all()
+    readers = target_readers(cache, name, features=features)
+    arrays = {key: reader.read_all() for key, reader in readers.items()}
     for key, arr in arrays.items():
-        if key == "indices":
-            continue
-        rows = nonfinite_rows(arr)
-        if len(rows):
-            raise nonfinite_error(
-                f"teacher {name!r} has NaN/Inf cached {key}",
-                rows,
-                "redo the dump of that teacher",
-                names=cache.sample_ids,
-            )
+        check_finite(cache, name, key, arr)
     nbytes = sum(a.nbytes for a in arrays.values())
     limit = _budget(device) if budget is None else budget
     resident = nbytes <= limit
     placed: dict[str, torch.Tensor] = {}
     for key, arr in arrays.items():
-        if arr.dtype == np.uint16:  # torch indexes with int64; uint16 has too few kernels
-            arr = arr.astype(np.int32)
-        tensor = torch.from_numpy(np.ascontiguousarray(arr))
+        tensor = torch.from_numpy(np.ascontiguousarray(placeable(arr)))
         if resident:
             tensor = tensor.to(device)
         elif device.type == "cuda":
             tensor = tensor.pin_memory()
         placed[key] = tensor
-    if sparse:
+    if cache.teacher(name).info.sparse:
         return SparseTargets(
             name=name,
             logits=placed["logits"],

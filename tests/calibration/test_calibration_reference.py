@@ -27,7 +27,9 @@ def test_defaults_and_keep_bias_through_the_cli(cache: Path, cli) -> None:
     assert keep.exit_code == 0, keep.output
     c = softlabels.open_cache(str(cache))
     cal = c.teacher("a+tau-norm").info.calibration
-    assert cal.keep_bias is True and cal.differs_from_reference == ("bias kept (reference: dropped)",)
+    assert cal.keep_bias is True and cal.differs_from_reference == (
+        "bias kept (reference: dropped)",
+    )
     np.testing.assert_array_equal(
         np.asarray(c.teacher("a+tau-norm").classifier[1]), np.asarray(c.teacher("a").classifier[1])
     )

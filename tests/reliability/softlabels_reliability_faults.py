@@ -443,6 +443,7 @@ def run_repeated_kills(
     cmd = [sys.executable, "-m", "softlabels", *dump_args(where.target, kind), "--json"]
     env = subprocess_env(**{SLEEP_ENV: str(sleep)}, **where.env())
     snapshot: dict[str, bytes] = {}
+
     def record(chunk: int) -> str:
         return f"manifest/chunk-{chunk:06d}.json"
 

@@ -119,7 +119,9 @@ def test_a_random_view_student_is_not_its_online_twin(aligned_cache: str, tmp_pa
         StudentSpec("random", data_seed=VIEW_SEED, view_schedule="random", **common),
         StudentSpec("online", data_seed=VIEW_SEED, online=True, **common),
     ]
-    distill(aligned_cache, DATA, specs, tmp_path, device="cpu", plots=False, evaluate_teachers=False)
+    distill(
+        aligned_cache, DATA, specs, tmp_path, device="cpu", plots=False, evaluate_teachers=False
+    )
     a, b = _w(tmp_path / "random" / "model.pt"), _w(tmp_path / "online" / "model.pt")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-3
 
@@ -194,7 +196,9 @@ def test_the_first_views_of_an_aligned_cache_are_a_smaller_cache(
                      dtype="float32", chunk_size=64, seed=VIEW_SEED)  # fmt: skip
     dump(cfg, str(small), device="cpu")
     big = open_cache(aligned_cache)
-    np.testing.assert_array_equal(big.read_view_seeds()[:, :2], open_cache(str(small)).read_view_seeds())
+    np.testing.assert_array_equal(
+        big.read_view_seeds()[:, :2], open_cache(str(small)).read_view_seeds()
+    )
     common = dict(method="kd", teacher="bsce", model="mlp", epochs=3, batch_size=16, seed=2)
     distill(aligned_cache, DATA, [StudentSpec("first2", replay_views=2, **common)],
             tmp_path / "a", device="cpu", plots=False, evaluate_teachers=False)  # fmt: skip
