@@ -62,13 +62,17 @@ def test_sigkilled_s3_dump_resumes_once_its_lease_expired(
     doc = where.lock_doc()
     assert doc is not None and doc["pid"] == proc.pid and doc["lease"] == float(LEASE)
 
-    # As if the writer's machine was preempted: nothing here can tell that it is gone.
+    # As if the writer's machine was preempted: nothing here can tell that it is gone. Its
+    # lease is moved an hour on, so that a slow machine cannot let it lapse before the check.
     doc["host"] = "preempted-vm"
+    doc["expires"] = time.time() + 3600
     s3.fs().pipe_file(f"{where.target}/{LOCK}", json.dumps(doc).encode())
     line = one_error_line(invoke(*args, "--json"))
     assert f"process {proc.pid} on preempted-vm" in line and "lease runs until" in line, line
     assert "--break-lock" in line
 
+    doc["expires"] = time.time() + float(LEASE)  # now the lease runs out, untouched
+    s3.fs().pipe_file(f"{where.target}/{LOCK}", json.dumps(doc).encode())
     time.sleep(max(0.0, doc["expires"] - time.time()) + 0.2)
     resumed = invoke(*args, "--json")  # the same command, no flag
     assert resumed.exit_code == 0, resumed.stderr
