@@ -35,7 +35,7 @@ softlabels tune-tau "$RUNS/cache.slc" --teacher bsce --plots "$RUNS/plots"
 echo "== 4. calibrate the SSD teacher on its cached features (LWS, no backbone pass) =="
 softlabels calibrate "$RUNS/cache.slc" --teacher ssd --method lws --overwrite --dataset "$DATA"
 
-echo "== 5. distill CE, BSCE, KD, DiVE (tau auto), BKD, CBD, SSD and ECL students =="
+echo "== 5. distill CE, BSCE, KD, DiVE (tau auto) beside its online twin, BKD, CBD, SSD and ECL students =="
 softlabels distill "$RUNS/cache.slc" --dataset "$DATA" --plan scripts/demo_plan.toml \
   --epochs "$EPOCHS" --out "$RUNS/students" --device "$DEVICE"
 echo "results: $RUNS/students/summary.json, metrics.parquet, per_class.parquet, *.png"
