@@ -36,12 +36,13 @@ def encode_chunk(value: np.ndarray, array_meta: dict[str, Any]) -> bytes | None:
     """Encode one full chunk with the codec chain of ``array_meta``; None if not supported."""
     import numcodecs
 
-    data: Any = None
+    data: Any = None  # the bytes so far: an array (not copied when already laid out) or bytes
     for codec in array_meta["codecs"]:
         name, conf = codec["name"], codec.get("configuration", {})
-        if name == "bytes":
+        if name == "bytes" and data is None:
             endian = "<" if conf.get("endian", "little") == "little" else ">"
-            data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder(endian)).tobytes()
+            data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder(endian))
+            data = data.reshape(-1).view(np.uint8)
         elif name == "zstd" and data is not None:
             data = numcodecs.Zstd(
                 level=int(conf.get("level", 0)), checksum=bool(conf.get("checksum", False))
@@ -50,7 +51,9 @@ def encode_chunk(value: np.ndarray, array_meta: dict[str, Any]) -> bytes | None:
             data = numcodecs.GZip(level=int(conf.get("level", 5))).encode(data)
         else:
             return None
-    return bytes(data) if data is not None else None
+    if data is None:
+        return None
+    return data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
 
 
 def decode_chunk(
