@@ -24,7 +24,12 @@ def compressor(name: str) -> Any:
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if name == "zstd":
-        return ZstdCodec(level=3)
+        # Level 1 (level 3 before 0.1.0's dump speed-up): on float16 logits and features it
+        # compresses as well (1.57x vs 1.55x on cnn1d features) at a third of the CPU time
+        # (1.3 vs 3.7 ms per 1,024 x 128 chunk on one core). The level is stored in every
+        # array's zarr.json and the writer encodes with it, so a cache resumed by this
+        # version keeps the level it was created with.
+        return ZstdCodec(level=1)
     if name == "blosc":
         return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
     if name == "none":
