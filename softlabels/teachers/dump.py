@@ -2,8 +2,10 @@
 
 Chunks are the unit of work and of commitment. Inside a chunk, batches always start at the
 chunk's first row, so a chunk's bytes do not depend on whether the dump was resumed; a
-resumed dump skips committed chunks and rewrites the rest. Writing chunk ``i`` overlaps
-with computing chunk ``i + 1`` (one writer thread), and input batches are prefetched.
+resumed dump skips committed chunks and rewrites the rest. Commits run in one writer
+thread, in order, from a bounded queue (a few chunks, see ``COMMIT_QUEUE_*``): writing
+overlaps computing the next chunks, and so does creating the cache's arrays, tables and
+static arrays, the first job of that thread. Input batches are prefetched.
 
 Under ``torchrun`` every rank runs the teachers on its own share of the pending chunks
 (every world-th one) of the same cache: rank 0 creates or resumes the cache, holds its lock
@@ -43,6 +45,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DTYPES = ("float16", "float32")
 
 Progress = Callable[[int, int], None]
+
+# How far computing may run ahead of committing: chunks queued for the commit thread, and
+# their bytes beyond the first (the memory of a dump is about this plus one chunk).
+COMMIT_QUEUE_CHUNKS = 8
+COMMIT_QUEUE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -555,30 +562,54 @@ def _commit_chunks(
     load_pool = ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="softlabels-load"
     )
-    in_flight: Future[None] | None = None
+    # Commits queue up in one commit thread (in order) while the next chunks are computed:
+    # at most COMMIT_QUEUE_CHUNKS chunks, and at most COMMIT_QUEUE_BYTES of them beyond one.
+    queue: deque[tuple[Future[None], int]] = deque()
+    queued_bytes = 0
+    commit_failed = False
+
+    def settle(block: bool) -> None:
+        """Raise the first failed commit; pop finished ones (``block``: wait for the oldest)."""
+        nonlocal queued_bytes, commit_failed
+        while queue and (block or queue[0][0].done()):
+            future, nbytes = queue[0]
+            if future.exception() is not None:
+                commit_failed = True
+                future.result()
+            queue.popleft()
+            queued_bytes -= nbytes
+            block = False
+
     if layout is not None:
-        in_flight = commit_pool.submit(_write_layout, writer, layout)
+        queue.append((commit_pool.submit(_write_layout, writer, layout), 0))
     try:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
             data = _run_chunk(
                 ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
             )
-            if in_flight is not None:
-                in_flight.result()
+            nbytes = sum(int(a.nbytes) for a in data.values())
+            settle(block=False)
+            while queue and (
+                len(queue) >= COMMIT_QUEUE_CHUNKS or queued_bytes + nbytes > COMMIT_QUEUE_BYTES
+            ):
+                settle(block=True)
             # The commit thread also encodes sparse teachers (top-k and the measured error).
-            in_flight = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
+            future = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
+            queue.append((future, nbytes))
+            queued_bytes += nbytes
             done_rows += stop - start
             if progress:
                 progress(done_rows, total)
-        if in_flight is not None:
-            in_flight.result()
-            in_flight = None
+        while queue:
+            settle(block=True)
     finally:
-        if in_flight is not None:
-            # Never lose a chunk that was computed: let its commit finish before leaving
-            # (exception() waits without raising; a failed commit was raised above).
-            in_flight.exception()
+        # A failed commit stops the commits queued after it (their chunks are redone by
+        # the rerun); otherwise never lose a chunk that was computed: let every queued
+        # commit finish before leaving (exception() waits without raising).
+        for future, _ in queue:
+            if not (commit_failed and future.cancel()):
+                future.exception()
         commit_pool.shutdown(wait=True)
         load_pool.shutdown(wait=True, cancel_futures=True)
 
