@@ -75,7 +75,14 @@ BENCHES: tuple[Bench, ...] = (
     Bench(
         "dump-resnet1d",
         "bench_dump.py",
-        ("--dataset", "mnist1d100-lt:n_max=40", "--teacher", "resnet1d", "--repeats", "3"),
+        (
+            "--dataset",
+            "mnist1d100-lt:n_max=60,imb=10,n_test=10",
+            "--teacher",
+            "resnet1d",
+            "--repeats",
+            "3",
+        ),
         ("--dataset", "mnist1d100-lt", "--teacher", "resnet1d", "--repeats", "7"),
         ("ratio", "ratio_of_mins", "bare_median_s", "dump_median_s"),
         "dump vs bare teacher loop, resnet1d on mnist1d100-lt",

@@ -90,3 +90,18 @@ def test_results_are_the_last_json_document_printed() -> None:
         ("ratio", 1.2),
         ("summary.cpu.kd_ratio", 1.01),
     ]
+
+
+def test_quick_datasets_are_valid_specs() -> None:
+    from softlabels.data import load_dataset
+
+    specs = {
+        b.quick[i + 1]
+        for b in run_all.BENCHES
+        if b.quick is not None
+        for i, a in enumerate(b.quick)
+        if a == "--dataset"
+    }
+    assert specs
+    for spec in specs:
+        assert len(load_dataset(spec).train) > 0
