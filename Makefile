@@ -29,8 +29,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
+# Quick settings (a few minutes); BENCH_FULL=1 make bench for the settings RESULTS.md records.
+# JSON per benchmark in bench-results/ (BENCH_OUT=...), a table at the end.
+BENCH_OUT ?= bench-results
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_dump.py
+	$(BIN)/python benchmarks/run_all.py --out $(BENCH_OUT) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-runs bench-results .pytest_cache .ruff_cache

@@ -94,21 +94,36 @@ class CacheWriter:
         meta: CacheMeta | Mapping[str, Any],
         specs: Sequence[ArraySpec],
     ):
-        import zarr
-
         self.loc = loc
         self.lock = lock
         self.metadata = _as_meta(meta)
         self.specs = {s.path: s for s in specs}
         self.chunk_size = self.metadata.chunk_size
         self.num_rows = self.metadata.N
-        self.group = zarr.open_group(store=loc.zarr_store(read_only=False), mode="r+")
         self.manifest = Manifest(loc)
-        # write_empty_chunks is a runtime setting, not stored: every chunk must exist as a file.
-        self._arrays = {
-            p: self.group[p].with_config({"write_empty_chunks": True}) for p in self.specs
-        }
         self._metas: dict[str, dict[str, Any]] = {}
+        # What :meth:`prepare` still has to do (set by :meth:`open` with ``prepare=False``).
+        self._setup: tuple[dict[str, Any], str] | None = None
+        self._zarr_group: Any = None
+        self._zarr_arrays: dict[str, Any] = {}
+
+    @property
+    def group(self) -> Any:
+        """The zarr group, opened on first use (commits of the codec chains softlabels
+        writes do not need it)."""
+        if self._zarr_group is None:
+            import zarr
+
+            self._zarr_group = zarr.open_group(
+                store=self.loc.zarr_store(read_only=False), mode="r+"
+            )
+        return self._zarr_group
+
+    def _zarr_array(self, path: str) -> Any:
+        if path not in self._zarr_arrays:
+            # write_empty_chunks is a runtime setting, not stored: every chunk must exist.
+            self._zarr_arrays[path] = self.group[path].with_config({"write_empty_chunks": True})
+        return self._zarr_arrays[path]
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -127,12 +142,15 @@ class CacheWriter:
         overwrite: bool = False,
         break_lock: bool = False,
         compressor: str = "zstd",
+        prepare: bool = True,
     ) -> CacheWriter:
         """Create the cache at ``url``, or reopen it for resuming when its config matches.
 
         ``meta`` (a :class:`CacheMeta`, or its dict) holds ``config_key``, a hash of
         everything that determines the cache's bytes; a cache with another key is refused
         unless ``overwrite``. ``tables`` maps table file names to pyarrow tables.
+        With ``prepare=False`` the arrays and tables are left to :meth:`prepare`, which the
+        caller runs before the first commit (the lock is held and the root exists already).
         """
         record = _as_meta(meta)
         loc = resolve(url)
@@ -162,19 +180,30 @@ class CacheWriter:
             else:
                 record = parse_meta(loc, existing)
                 _remove_partials(loc)
-            # Idempotent: a crash during creation leaves a group that this completes.
-            _ensure_arrays(loc, record.chunk_size, specs, compressor)
-            manifest = Manifest(loc)
-            if record_name(TABLES_RECORD) not in manifest.records:
-                rec = Record(name=record_name(TABLES_RECORD), chunk=None, rows=None)
-                for key, table in tables.items():
-                    data = write_table(loc, key, table)
-                    rec.entries[key] = Entry(key=key, nbytes=len(data), sha256=sha256(data))
-                manifest.write(rec)
-            return cls(loc, lock, record, specs)
+            writer = cls(loc, lock, record, specs)
+            writer._setup = (tables, compressor)
+            if prepare:
+                writer.prepare()
+            return writer
         except BaseException:
             lock.release()
             raise
+
+    def prepare(self) -> None:
+        """The rest of :meth:`open`: create the arrays (idempotent: a crash during creation
+        leaves a group that this completes) and commit the tables. Nothing is committed
+        before it ran; a dump runs it in its commit thread, overlapped with its first chunk."""
+        if self._setup is None:
+            return
+        tables, compressor = self._setup
+        _ensure_arrays(self.loc, self.chunk_size, list(self.specs.values()), compressor)
+        if record_name(TABLES_RECORD) not in self.manifest.records:
+            rec = Record(name=record_name(TABLES_RECORD), chunk=None, rows=None)
+            for key, table in tables.items():
+                data = write_table(self.loc, key, table)
+                rec.entries[key] = Entry(key=key, nbytes=len(data), sha256=sha256(data))
+            self.manifest.write(rec)
+        self._setup = None
 
     @classmethod
     def attach(
@@ -231,12 +260,16 @@ class CacheWriter:
     def write_static(self, arrays: dict[str, np.ndarray], part: str | None = None) -> None:
         """Write the arrays stored whole and commit them, with the metadata documents of
         every array (of teacher ``part`` only, when given), in one static record."""
+        self._check_prepared()
         rec = Record(name=record_name(STATIC, part=part), chunk=None, rows=None)
         for path, value in arrays.items():
-            self._arrays[path][...] = value
             spec = self.specs[path]
-            key = chunk_key(path, 0, len(spec.shape))
-            rec.entries[path] = entry_for(self.loc, key)
+            full = np.asarray(value, dtype=np.dtype(spec.dtype))
+            if full.shape == spec.chunks(self.chunk_size):  # one chunk: encoded by hand
+                rec.entries[path] = self._write_array_chunk(path, 0, full, ..., value)
+            else:
+                self._zarr_array(path)[...] = value
+                rec.entries[path] = entry_for(self.loc, chunk_key(path, 0, len(spec.shape)))
             meta_key = array_meta_key(path)
             rec.entries[meta_key] = entry_for(self.loc, meta_key)
         prefix = None if part is None else f"{teacher_root(part)}/"
@@ -251,8 +284,11 @@ class CacheWriter:
 
         Chunks are encoded here with the array's own codec chain (numcodecs) and written as
         whole files; the checksum is taken from the bytes in memory. This skips zarr's
-        per-call machinery and a read-back, which dominated the cost of small chunks.
+        per-call machinery and a read-back, which dominated the cost of small chunks. A
+        whole chunk of the array's dtype is encoded as it is (no copy); the last, short
+        chunk is padded with the fill value (0).
         """
+        self._check_prepared()
         start, stop = self.rows(chunk)
         rec = Record(name=record_name(CHUNK, chunk, part), chunk=chunk, rows=(start, stop))
         for path, value in data.items():
@@ -264,18 +300,32 @@ class CacheWriter:
                 raise ValueError(
                     f"Expected {hi - lo} rows for {path} chunk {chunk}, got {value.shape[0]}"
                 )
-            meta = self._array_meta(path)
-            full = np.zeros((size, *spec.shape[1:]), dtype=np.dtype(spec.dtype))
-            full[: hi - lo] = value  # the last chunk is padded with the fill value (0)
-            raw = encode_chunk(full, meta)
-            key = chunk_key(path, chunk, len(spec.shape))
-            if raw is None:  # a codec chain not encoded by hand: let zarr write it
-                self._arrays[path][lo:hi] = value
-                rec.entries[path] = entry_for(self.loc, key)
-                continue
-            self.loc.write(key, raw)
-            rec.entries[path] = Entry(key=key, nbytes=len(raw), sha256=sha256(raw))
+            dtype = np.dtype(spec.dtype)
+            if hi - lo == size and value.dtype == dtype and value.shape[1:] == spec.shape[1:]:
+                full = value
+            else:
+                full = np.zeros((size, *spec.shape[1:]), dtype=dtype)
+                full[: hi - lo] = value
+            rec.entries[path] = self._write_array_chunk(path, chunk, full, slice(lo, hi), value)
         self._commit(rec)
+
+    def _write_array_chunk(
+        self, path: str, chunk: int, full: np.ndarray, region: Any, value: np.ndarray
+    ) -> Entry:
+        """Encode and write chunk ``chunk`` of ``path`` (``full``: the whole chunk) as one
+        file; its manifest entry. A codec chain not encoded by hand goes through zarr
+        (``value`` written at ``region``) and the file is read back."""
+        key = chunk_key(path, chunk, len(self.specs[path].shape))
+        raw = encode_chunk(full, self._array_meta(path))
+        if raw is None:
+            self._zarr_array(path)[region] = value
+            return entry_for(self.loc, key)
+        self.loc.write(key, raw)
+        return Entry(key=key, nbytes=len(raw), sha256=sha256(raw))
+
+    def _check_prepared(self) -> None:
+        if self._setup is not None:
+            raise RuntimeError("CacheWriter.prepare() must run before the first commit")
 
     def _commit(self, rec: Record) -> None:
         """Write a manifest record, if this writer still holds the lock (a lease taken over

@@ -2,8 +2,10 @@
 
 Chunks are the unit of work and of commitment. Inside a chunk, batches always start at the
 chunk's first row, so a chunk's bytes do not depend on whether the dump was resumed; a
-resumed dump skips committed chunks and rewrites the rest. Writing chunk ``i`` overlaps
-with computing chunk ``i + 1`` (one writer thread), and input batches are prefetched.
+resumed dump skips committed chunks and rewrites the rest. Commits run in one writer
+thread, in order, from a bounded queue (a few chunks, see ``COMMIT_QUEUE_*``): writing
+overlaps computing the next chunks, and so does creating the cache's arrays, tables and
+static arrays, the first job of that thread. Input batches are prefetched.
 
 Under ``torchrun`` every rank runs the teachers on its own share of the pending chunks
 (every world-th one) of the same cache: rank 0 creates or resumes the cache, holds its lock
@@ -43,6 +45,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DTYPES = ("float16", "float32")
 
 Progress = Callable[[int, int], None]
+
+# How far computing may run ahead of committing: chunks queued for the commit thread, and
+# their bytes beyond the first (the memory of a dump is about this plus one chunk).
+COMMIT_QUEUE_CHUNKS = 8
+COMMIT_QUEUE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -467,6 +474,9 @@ def _write_cache(
     try:
         if ctx.is_main:
             try:
+                # One process: the arrays, tables and static arrays are written by the commit
+                # thread while the first chunk is computed (see _commit_chunks). Under
+                # torchrun the other ranks attach to a complete layout, so rank 0 writes it now.
                 writer = CacheWriter.open(
                     out,
                     meta=meta,
@@ -475,10 +485,10 @@ def _write_cache(
                     overwrite=overwrite,
                     break_lock=break_lock,
                     compressor=config.compressor,
+                    prepare=ctx.distributed,
                 )
-                # Metadata, tables and static arrays (the classifiers) come from rank 0 alone.
-                if not writer.static_done():
-                    writer.write_static(statics)
+                if ctx.distributed:
+                    _write_layout(writer, statics)
                 setup = {"pending": writer.pending_chunks(), "num_chunks": writer.num_chunks}
             except BaseException as exc:
                 # The other ranks wait for this: tell them, so they stop with the same error.
@@ -515,6 +525,8 @@ def _write_cache(
             workers,
             progress,
             view_seeds,
+            # Metadata, tables and static arrays (the classifiers) come from rank 0 alone.
+            layout=None if ctx.distributed or not ctx.is_main else statics,
         )
         # A barrier: past it, every rank's chunks are committed.
         per_rank = distributed.all_gather_json(len(mine)) if ctx.distributed else [len(mine)]
@@ -565,38 +577,77 @@ def _commit_chunks(
     workers: int,
     progress: Progress | None,
     view_seeds: Callable[..., np.ndarray],
+    layout: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Compute and commit ``chunks`` in order; writing one overlaps computing the next."""
+    """Compute and commit ``chunks`` in order; writing one overlaps computing the next.
+
+    ``layout``: the static arrays, when the cache's arrays, tables and static record are
+    still to be written (:func:`_write_layout`); the commit thread does it first, while
+    the first chunk is computed."""
     if progress:
         progress(done_rows, total)
     commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="softlabels-commit")
     load_pool = ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="softlabels-load"
     )
-    in_flight: Future[None] | None = None
+    # Commits queue up in one commit thread (in order) while the next chunks are computed:
+    # at most COMMIT_QUEUE_CHUNKS chunks, and at most COMMIT_QUEUE_BYTES of them beyond one.
+    queue: deque[tuple[Future[None], int]] = deque()
+    queued_bytes = 0
+    commit_failed = False
+
+    def settle(block: bool) -> None:
+        """Raise the first failed commit; pop finished ones (``block``: wait for the oldest)."""
+        nonlocal queued_bytes, commit_failed
+        while queue and (block or queue[0][0].done()):
+            future, nbytes = queue[0]
+            if future.exception() is not None:
+                commit_failed = True
+                future.result()
+            queue.popleft()
+            queued_bytes -= nbytes
+            block = False
+
+    if layout is not None:
+        queue.append((commit_pool.submit(_write_layout, writer, layout), 0))
     try:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
             data = _run_chunk(
                 ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
             )
-            if in_flight is not None:
-                in_flight.result()
+            nbytes = sum(int(a.nbytes) for a in data.values())
+            settle(block=False)
+            while queue and (
+                len(queue) >= COMMIT_QUEUE_CHUNKS or queued_bytes + nbytes > COMMIT_QUEUE_BYTES
+            ):
+                settle(block=True)
             # The commit thread also encodes sparse teachers (top-k and the measured error).
-            in_flight = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
+            future = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
+            queue.append((future, nbytes))
+            queued_bytes += nbytes
             done_rows += stop - start
             if progress:
                 progress(done_rows, total)
-        if in_flight is not None:
-            in_flight.result()
-            in_flight = None
+        while queue:
+            settle(block=True)
     finally:
-        if in_flight is not None:
-            # Never lose a chunk that was computed: let its commit finish before leaving
-            # (exception() waits without raising; a failed commit was raised above).
-            in_flight.exception()
+        # A failed commit stops the commits queued after it (their chunks are redone by
+        # the rerun); otherwise never lose a chunk that was computed: let every queued
+        # commit finish before leaving (exception() waits without raising).
+        for future, _ in queue:
+            if not (commit_failed and future.cancel()):
+                future.exception()
         commit_pool.shutdown(wait=True)
         load_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_layout(writer: Any, statics: dict[str, np.ndarray]) -> None:
+    """Everything of a cache but its chunks: arrays and tables (idempotent on a resume),
+    then the static arrays (the classifiers) with the arrays' metadata documents."""
+    writer.prepare()
+    if not writer.static_done():
+        writer.write_static(statics)
 
 
 def _encode_and_write(
@@ -716,7 +767,7 @@ def _run_chunk(
                     if schema.FEATURES in arrays[name]:
                         arrays[name][schema.FEATURES][lo:hi, view] = feats.float().cpu().numpy()
     for name, what, arr in ((n, w, a) for n in arrays for w, a in arrays[n].items()):
-        bad = ~np.isfinite(arr).reshape(len(rows), -1).all(axis=1)
+        bad = _nonfinite_rows(arr)
         if bad.any():
             ids = [split.ids[start + int(i)] for i in np.flatnonzero(bad)]
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
@@ -778,6 +829,16 @@ def _view_inputs(
         return ds.augment(split.load(partners).to(dev), s, strength=config.strength)
 
     return mix_views(ds.augment(raw, seeds, strength=config.strength), mix, partner_views)
+
+
+def _nonfinite_rows(arr: np.ndarray) -> np.ndarray:
+    """Which rows hold a NaN or Inf. float16 is checked on its bits (exponent all ones),
+    the same answer as ``np.isfinite`` at a fraction of the cost."""
+    flat = arr.reshape(len(arr), -1)
+    if flat.dtype == np.float16:
+        exponent = np.bitwise_and(flat.view(np.uint16), np.uint16(0x7C00))
+        return (exponent == 0x7C00).any(axis=1)
+    return ~np.isfinite(flat).all(axis=1)
 
 
 def _finite_in_fp32(
