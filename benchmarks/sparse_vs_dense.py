@@ -7,8 +7,8 @@
 Per seed s, each step a `softlabels` subprocess (as ``testbed_table.py``):
 
 1. the CE and BSCE teachers: ``TEACHERS_ROOT/seed{s}/teacher-{ce,bsce}/model.pt`` when
-   ``--teachers-root`` is given (a seed is taken once ``seed{s}/cache.slc`` exists there,
-   i.e. its teachers are finished; ``--wait`` polls for it), else trained here (resnet1d,
+   ``--teachers-root`` is given (a seed is taken once both have their ``metrics.parquet``,
+   the last file `train` writes; ``--wait`` polls for it), else trained here (resnet1d,
    the test bed's flags);
 2. one ``dump`` per cache kind: dense (float16) and ``--topk K`` for each K, all with the
    same ``--views`` epoch-aligned views and view seed s (so the only difference is K);
@@ -53,10 +53,11 @@ def cache_bytes(path: Path) -> int:
 def teachers_for(seed: int, out: Path, cfg: dict[str, Any], run: Runner, root: Path | None,
                  wait: bool) -> dict[str, Path]:  # fmt: skip
     if root is not None:
-        ready = root / f"seed{seed}" / "cache.slc"
-        while not ready.exists():
+        # train writes metrics.parquet after model.pt: both teachers done, whatever the rest
+        ready = [root / f"seed{seed}" / f"teacher-{n}" / "metrics.parquet" for n in ("ce", "bsce")]
+        while not all(p.exists() for p in ready):
             if not wait:
-                raise SystemExit(f"Expected finished teachers ({ready}), got none; try --wait")
+                raise SystemExit(f"Expected finished teachers ({ready[0]}), got none; try --wait")
             time.sleep(30)
         return {n: root / f"seed{seed}" / f"teacher-{n}" / "model.pt" for n in ("ce", "bsce")}
     paths = {}
