@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _table import markdown_table, seed_run
-from testbed_table import FULL, QUICK, ROOT, Runner, _metrics, _toml, run_seed, split_plan
+from testbed_table import FULL, QUICK, ROOT, Runner, _metrics, _toml, run_seed
 
 from softlabels.reports import aggregate
 
@@ -45,9 +45,9 @@ ORDERINGS = (
 )
 
 
-def students(plan: dict[str, Any], models: list[str], long_epochs: list[int]) -> list[dict]:
+def students(plan: dict[str, Any], models: list[str], long_epochs: list[int], names) -> list:
     by_name = {s["name"]: s for s in plan["student"]}
-    out = [by_name[n] | {"name": f"{n}.{m}", "model": m} for m in models for n in STUDENTS]
+    out = [by_name[n] | {"name": f"{n}.{m}", "model": m} for m in models for n in names]
     out += [by_name["dive-auto"] | {"name": f"dive-auto.{e}ep", "epochs": e} for e in long_epochs]
     return out
 
@@ -61,24 +61,31 @@ def seed_rows(seed: int, bed: Path, out: Path, cfg: dict[str, Any], args) -> lis
     if not cache.exists():  # a copy: distill reads only, but the bed's cache is not ours
         shutil.copytree(bed / "cache.slc", cache)
     plan = tomllib.loads(args.plan.read_text())
-    todo = students(plan, args.models, args.long_epochs)
-    parts = split_plan({"defaults": plan.get("defaults", {}), "student": todo}, args.jobs,
-                       cfg["student_epochs"], seed)  # fmt: skip
+    todo = students(plan, args.models, args.long_epochs, args.students)
+    defaults = plan.get("defaults", {}) | {
+        "epochs": cfg["student_epochs"], "seed": seed, "data_seed": seed,
+    }  # fmt: skip
     run = Runner(out / "commands.log")
 
-    def distill(i: int) -> Path:
-        (out / f"plan-{i}.toml").write_text(_toml(parts[i]))
-        folder = out / f"students-{i}"
+    def distill(student: dict[str, Any]) -> Path | None:
+        """One student per process and folder, in the given order: partial results count."""
+        folder = out / f"students-{student['name']}"
+        if (folder / "summary.json").exists():
+            return folder / "summary.json"
+        if args.report:
+            return None
+        (out / f"plan-{student['name']}.toml").write_text(
+            _toml({"defaults": defaults, "student": [student]})
+        )
         run(
-            f"distill {i}", "distill", cache, "--dataset", cfg["dataset"],
-            "--plan", out / f"plan-{i}.toml", "--out", folder, "--device", "cpu",
-            "--eval-every", max(e.get("epochs", cfg["student_epochs"]) for e in todo),
-            "--no-plots",
+            f"distill {student['name']}", "distill", cache, "--dataset", cfg["dataset"],
+            "--plan", out / f"plan-{student['name']}.toml", "--out", folder, "--device", "cpu",
+            "--eval-every", student.get("epochs", cfg["student_epochs"]), "--no-plots",
         )  # fmt: skip
         return folder / "summary.json"
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        summaries = list(pool.map(distill, range(len(parts))))
+        summaries = [p for p in pool.map(distill, todo) if p is not None]
     for s in (s for p in summaries for s in json.loads(p.read_text())["students"]):
         rows.append(_metrics(seed, s["name"], s, status=s.get("status"), epochs=s.get("epochs")))
         if s.get("hard_lws"):
@@ -126,7 +133,10 @@ def main() -> None:
                     help="testbed_table.py --out (read only)")  # fmt: skip
     ap.add_argument("--models", nargs="+", default=["resnet1d"])
     ap.add_argument("--long-epochs", nargs="*", type=int, default=[], help="cnn1d DiVE epochs")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel distill processes")
+    ap.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS,
+                    help="plan students at --models, distilled in this order")  # fmt: skip
+    ap.add_argument("--jobs", type=int, default=1, help="students distilled at a time")
+    ap.add_argument("--report", action="store_true", help="only the students already finished")
     ap.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "testbed_plan.toml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-capacity"))
     ap.add_argument("--resume", action="store_true", help="reuse the seeds finished under --out")
@@ -139,11 +149,12 @@ def main() -> None:
             r, info = run_seed(seed, bed, cfg, args.plan, args.jobs)
             (bed / "seed.json").write_text(json.dumps({"config": cfg, "rows": r, "info": info}))
         done = args.out / f"seed{seed}" / "rows.json"
-        if args.resume and done.exists():
+        if args.resume and done.exists() and not args.report:
             rows += json.loads(done.read_text())
             continue
         got = seed_rows(seed, bed, args.out / f"seed{seed}", cfg, args)
-        done.write_text(json.dumps(got, indent=2) + "\n")
+        if not args.report:
+            done.write_text(json.dumps(got, indent=2) + "\n")
         rows += got
     print(f"{cfg['dataset']}, seeds {args.seeds}; {cfg}; students .model, .bed = cnn1d\n")
     print_tables(rows, args.seeds, [*args.models, *(f"{e}ep" for e in args.long_epochs)])
