@@ -126,11 +126,30 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], args: argparse.Namespace
         kind: {
             "dump_s": c["dump_s"], "distill_s": c.get("distill_s"), "bytes": c["bytes"],
             "tune_tau": c["tune_tau"].get("choice"),
-            "tau_effs": sorted({g["tau_eff"] for g in c["tune_tau"].get("grid", [])}),
+            **tune_grid(c["tune_tau"]),
         }
         for kind, c in caches.items()
     }  # fmt: skip
     return {"seed": seed, "rows": rows, "caches": info}
+
+
+def tune_grid(tuned: dict[str, Any]) -> dict[str, Any]:
+    """The T/p grid of a tune-tau result and its tail/head ratio at each T/p (the first
+    grid point of that T/p: V depends on T/p only)."""
+    ratios: dict[float, float] = {}
+    for g in tuned.get("grid", []):
+        ratios.setdefault(g["tau_eff"], g["ratio_tail_head"])
+    return {"tau_effs": sorted(ratios), "ratios": [ratios[t] for t in sorted(ratios)]}
+
+
+def add_ratios(result: dict[str, Any], out: Path) -> None:
+    """Older seed.json files kept no ratios: tune-tau --dry-run once more on each cache."""
+    run = Runner(out / "commands.log")
+    for kind, c in result["caches"].items():
+        if "ratios" not in c:
+            cache = out / f"cache-{kind}.slc"
+            c |= tune_grid(run(f"tune-tau {kind}", "tune-tau", cache, "--teacher", "bsce",
+                               "--dry-run", "--json"))  # fmt: skip
 
 
 def grid_steps(dense: dict[str, Any], sparse: dict[str, Any]) -> int | None:
@@ -180,17 +199,21 @@ def print_tables(results: list[dict[str, Any]], kinds: list[str]) -> None:
             print(f"| {name} | {kind} | " + " | ".join(cells) + " |")
 
     print(
-        "\n| seed | cache | tune-tau T, p (T/p) | steps from dense | bytes | dump s | distill s |"
+        "\n| seed | cache | tune-tau T, p (T/p) | steps from dense | tail/head at dense's T/p "
+        "| bytes | dump s | distill s |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         for kind in kinds:
             c = r["caches"][kind]
             ch = c["tune_tau"]
             steps = grid_steps(r["caches"]["dense"], c)
+            at = r["caches"]["dense"]["tune_tau"]["tau_eff"]
+            ratio = dict(zip(c["tau_effs"], c["ratios"], strict=True)).get(at)
             print(
                 f"| {r['seed']} | {kind} | {ch['tau']:g}, {ch['power']:g} ({ch['tau_eff']:g}) "
-                f"| {steps} | {c['bytes']:,} | {c['dump_s']:.1f} | {c['distill_s']:.0f} |"
+                f"| {steps} | {ratio:.3f} | {c['bytes']:,} | {c['dump_s']:.1f} "
+                f"| {c['distill_s']:.0f} |"
             )
 
 
@@ -227,6 +250,9 @@ def main() -> None:
             saved = json.loads(done.read_text())
             if saved["config"] != cfg or not set(kinds) <= set(saved["result"]["caches"]):
                 raise SystemExit(f"{done} was run with {saved['config']}, not {cfg} / {kinds}")
+            if "ratios" not in next(iter(saved["result"]["caches"].values())):
+                add_ratios(saved["result"], args.out / f"seed{seed}")
+                done.write_text(json.dumps(saved, indent=2) + "\n")
             results.append(saved["result"])
         elif not args.report:
             res = run_seed(seed, args.out / f"seed{seed}", cfg, args)
