@@ -90,7 +90,7 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], args: argparse.Namespace
         cache = out / f"cache-{kind}.slc"
         t0 = time.perf_counter()
         run(
-            f"dump {kind}", "dump", "--dataset", data, "--out", cache, "--overwrite",
+            f"dump {kind}", "dump", "--dataset", data, "--out", cache,  # a rerun resumes it
             "--views", cfg["views"], "--chunk-size", 1024, "--seed", seed, "--device", "cpu",
             "--no-features", *(["--topk", k] if k else []), *pairs, "--json",
         )  # fmt: skip
