@@ -8,7 +8,8 @@ The hypothesis: DiVE falls short of its BSCE teacher, and the SSD student of its
 LWS-calibrated teacher, on mnist1d100-lt only because the cnn1d students have a seventh of
 the resnet1d teachers' parameters. Per seed s, from a copy of the test bed's cache
 ``BED/seed{s}/cache.slc`` (``testbed_table.py --out BED``: its tune-tau choice and the
-``ssd+lws`` teacher are in it), one ``softlabels distill`` of the plan's BSCE, DiVE (tau
+``ssd+lws`` teacher are in it), one ``softlabels distill`` per student (in the order of
+``--students``, resumable, so partial results count) of the plan's BSCE, DiVE (tau
 auto) and SSD (stage-IV LWS) students with ``--model`` each of ``--models`` (default the
 teachers' resnet1d), same epochs and seeds as the bed, and of the cnn1d DiVE student with
 each of ``--long-epochs``. The bed's own cnn1d rows and teacher rows of the same seed (same
