@@ -144,10 +144,13 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], plan_path: Path, jobs: i
     rows: list[dict[str, Any]] = []
     t_seed = time.perf_counter()
 
+    names = cfg.get("teachers", list(TEACHERS))
+    teacher_model = cfg.get("teacher_model", TEACHER_MODEL)
+
     def teacher(name: str) -> tuple[str, dict[str, Any]]:
         flags, offset = TEACHERS[name]
         res = run(
-            f"train {name}", "train", "--dataset", data, "--model", TEACHER_MODEL, *flags,
+            f"train {name}", "train", "--dataset", data, "--model", teacher_model, *flags,
             "--epochs", cfg["teacher_epochs"], "--eval-every", cfg["teacher_epochs"],
             "--lr", 0.05, "--batch-size", 64, "--seed", seed * 10 + offset if offset else seed,
             "--device", "cpu", "--out", out / f"teacher-{name}", "--json",
@@ -156,25 +159,26 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], plan_path: Path, jobs: i
 
     # The rotation teacher (two passes per batch) first, so the others fill the other job.
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        trained = dict(pool.map(teacher, sorted(TEACHERS, key=lambda n: n != "ssd")))
-    for name in TEACHERS:
+        trained = dict(pool.map(teacher, sorted(names, key=lambda n: n != "ssd")))
+    for name in names:
         res = trained[name]
         rows.append(_metrics(seed, f"teacher {name}", res["metrics"], seconds=res.get("seconds")))
 
     cache = out / "cache.slc"
-    pairs = [a for n in TEACHERS for a in ("--teacher", f"{n}={out / f'teacher-{n}' / 'model.pt'}")]
+    pairs = [a for n in names for a in ("--teacher", f"{n}={out / f'teacher-{n}' / 'model.pt'}")]
     run(
         "dump", "dump", "--dataset", data, "--out", cache, "--overwrite", "--views",
         cfg["views"], "--chunk-size", 1024, "--seed", seed, "--device", "cpu", *pairs, "--json",
     )  # fmt: skip
     tau = run("tune-tau", "tune-tau", cache, "--teacher", "bsce", "--json")
-    cal = run(
-        "calibrate", "calibrate", cache, "--teacher", "ssd", "--method", "lws",
-        "--overwrite", "--dataset", data, "--device", "cpu", "--json",
-    )  # fmt: skip
-    after = cal.get("evaluation", {}).get("after") or {}
-    if after:
-        rows.append(_metrics(seed, "teacher ssd+lws", after))
+    if "ssd" in names:  # SSD stage II: its teacher calibrated on the cached features
+        cal = run(
+            "calibrate", "calibrate", cache, "--teacher", "ssd", "--method", "lws",
+            "--overwrite", "--dataset", data, "--device", "cpu", "--json",
+        )  # fmt: skip
+        after = cal.get("evaluation", {}).get("after") or {}
+        if after:
+            rows.append(_metrics(seed, "teacher ssd+lws", after))
 
     plan = tomllib.loads(plan_path.read_text())
     parts = split_plan(plan, jobs, cfg["student_epochs"], seed)
@@ -217,6 +221,8 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int)
     ap.add_argument("--student-epochs", type=int)
     ap.add_argument("--views", type=int)
+    ap.add_argument("--teacher-model", help=f"the teachers' model (default {TEACHER_MODEL})")
+    ap.add_argument("--teachers", help=f"comma-separated subset of {','.join(TEACHERS)}")
     ap.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "testbed_plan.toml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-testbed"))
     ap.add_argument(
@@ -224,9 +230,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
-    for key in ("dataset", "teacher_epochs", "student_epochs", "views"):
+    for key in ("dataset", "teacher_epochs", "student_epochs", "views", "teacher_model"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    if args.teachers:
+        cfg["teachers"] = args.teachers.split(",")
+        if unknown := sorted(set(cfg["teachers"]) - set(TEACHERS)):
+            raise SystemExit(f"Expected teachers among {sorted(TEACHERS)}, got {unknown}")
 
     # Generate the pool once here, so parallel subprocesses read it from the disk cache.
     from softlabels.data import load_dataset
