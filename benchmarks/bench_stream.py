@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _synthetic import synthetic_meta
 
 from softlabels.stores import schema
 
@@ -46,25 +47,17 @@ def build(url: str, n: int, v: int, c: int, chunk: int, compressor: str) -> dict
     rng = np.random.default_rng(0)
     labels = rng.integers(0, c, n).astype(np.int32)
     counts = np.bincount(labels, minlength=c)
-    meta = schema.CacheMeta.from_dict(
-        {
-            "format": schema.DENSE_FORMAT_VERSION,
-            "N": n,
-            "C": c,
-            "V": v,
-            "chunk_size": chunk,
-            "config_key": f"bench-stream-{n}-{v}-{c}-{chunk}-{compressor}",
-            "config": {"bench": "stream", "n": n, "v": v, "c": c, "chunk": chunk},
-            "teachers": {"t": {"features": False, "classifier": False, "dtype": "float16"}},
-            "class_names": [str(i) for i in range(c)],
-            "dataset": {
-                "fingerprint": "0" * 64,
-                "spec": f"synthetic:n={n},c={c}",
-                "split": "train",
-                "train_counts": [int(x) for x in counts],
-            },
-            "tune_tau": None,
-        }
+    meta = synthetic_meta(
+        n=n,
+        c=c,
+        v=v,
+        chunk=chunk,
+        key=f"bench-stream-{n}-{v}-{c}-{chunk}-{compressor}",
+        config={"bench": "stream", "n": n, "v": v, "c": c, "chunk": chunk},
+        teacher={"features": False, "classifier": False, "dtype": "float16"},
+        spec=f"synthetic:n={n},c={c}",
+        counts=counts,
+        fmt=schema.DENSE_FORMAT_VERSION,
     )
     logits = schema.teacher_array("t", schema.LOGITS)
     specs = [

@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 import numpy as np
+from _synthetic import synthetic_meta
 
 from softlabels.stores import schema
 
@@ -71,25 +72,17 @@ def build(
         topk=None if topk is None else sparse.topk_info(topk, c),
     )
     kind = "" if topk is None else f"-topk{topk}"
-    meta = schema.CacheMeta.from_dict(
-        {
-            "format": schema.format_for({"t": info}),
-            "N": n,
-            "C": c,
-            "V": 1,
-            "chunk_size": chunk,
-            "config_key": f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}{kind}",
-            "config": {"bench": "tune-tau", "n": n, "c": c, "chunk": chunk, "topk": topk},
-            "teachers": {"t": info.to_dict()},
-            "class_names": [str(i) for i in range(c)],
-            "dataset": {
-                "fingerprint": "0" * 64,
-                "spec": f"synthetic-inat:n={n},c={c}",
-                "split": "train",
-                "train_counts": [int(x) for x in counts],
-            },
-            "tune_tau": None,
-        }
+    meta = synthetic_meta(
+        n=n,
+        c=c,
+        v=1,
+        chunk=chunk,
+        key=f"bench-tune-tau-{n}-{c}-{chunk}-{compressor}-{seed}{kind}",
+        config={"bench": "tune-tau", "n": n, "c": c, "chunk": chunk, "topk": topk},
+        teacher=info.to_dict(),
+        spec=f"synthetic-inat:n={n},c={c}",
+        counts=counts,
+        fmt=schema.format_for({"t": info}),
     )
     specs = [
         ArraySpec(schema.LABELS, (n,), "int32"),
