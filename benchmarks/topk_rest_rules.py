@@ -4,6 +4,8 @@ knowledge (analysis only: no library code changes, nothing written to any cache)
     OMP_NUM_THREADS=1 python benchmarks/topk_rest_rules.py \
         --cache /work/runs/measure/sparse/seed0/cache-dense.slc --json rules.json
     python benchmarks/topk_rest_rules.py --cache ... --quick     # K = 10, 2,000 samples
+    python benchmarks/topk_rest_rules.py --cache ... --write-cache OUT.slc --rule label+std \
+        --ks 10 --teachers ce bsce     # a dense copy with teachers <name>_rebuilt, for distill
 
 On the dense float16 logits of a cache's teachers (every (sample, view) pair), each rule
 keeps the K largest logits, their ids and ``lse = logsumexp`` of the other C - K logits,
