@@ -12,8 +12,13 @@ __all__ = ["nonfinite_error", "nonfinite_rows"]
 
 
 def nonfinite_rows(values: np.ndarray) -> np.ndarray:
-    """Indices of the rows (first axis) holding any NaN or +/-Inf."""
-    return np.flatnonzero(~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1))
+    """Indices of the rows (first axis) holding any NaN or +/-Inf. float16 is checked on its
+    bits (exponent all ones): the same answer as ``np.isfinite`` at a fraction of the cost."""
+    flat = values.reshape(values.shape[0], -1)
+    if flat.dtype == np.float16:
+        exponent = np.bitwise_and(flat.view(np.uint16), np.uint16(0x7C00))
+        return np.flatnonzero((exponent == 0x7C00).any(axis=1))
+    return np.flatnonzero(~np.isfinite(flat).all(axis=1))
 
 
 def nonfinite_error(

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from softlabels.errors import NonFiniteError, UsageError
+from softlabels.errors import UsageError
 from softlabels.metrics import ABSOLUTE_GROUPS, THIRDS, group_definition, shot_groups, thirds_groups
+from softlabels.nonfinite import nonfinite_error
 
 if TYPE_CHECKING:
     import torch
@@ -638,11 +639,12 @@ def _stream(
                 if not bool(torch.isfinite(part).all()):
                     dense = data.dense(n_classes) if isinstance(data, _TopK) else data
                     bad = _bad_rows(dense, n_views) + start
-                    shown = ", ".join(_sample_ids(cache, bad[:5]))
-                    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-                    raise NonFiniteError(
-                        f"teacher {name!r} of {cache.url} has NaN/Inf logits at {shown}{more}; "
-                        "redo the dump of that teacher"
+                    raise nonfinite_error(
+                        f"teacher {name!r} of {cache.url} has NaN/Inf logits",
+                        bad,
+                        "redo the dump of that teacher",
+                        names=lambda rows: _sample_ids(cache, rows),
+                        shown=5,
                     )
                 total += part
             done += stop - start

@@ -30,11 +30,11 @@ from softlabels.calibration._methods import (
 )
 from softlabels.errors import (
     ChecksumMismatchError,
-    NonFiniteError,
     SoftlabelsError,
     SpecError,
     UsageError,
 )
+from softlabels.nonfinite import nonfinite_error, nonfinite_rows
 from softlabels.stores.schema import (
     CLASSIFIER_BIAS,
     CLASSIFIER_WEIGHT,
@@ -430,13 +430,11 @@ def _summary(
 
 
 def _check_finite(logits: np.ndarray, name: str, dtype: np.dtype[Any]) -> None:
-    bad = ~np.isfinite(logits.reshape(logits.shape[0], -1)).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        hint = " (they overflow float16)" if np.dtype(dtype) == np.float16 else ""
-        raise NonFiniteError(
-            f"calibrated teacher {name!r} has NaN/Inf logits in {len(rows)} row(s) "
-            f"(first: row {int(rows[0])}){hint}; nothing was written"
+    rows = nonfinite_rows(logits)
+    if len(rows):
+        hint = "they overflow float16; " if np.dtype(dtype) == np.float16 else ""
+        raise nonfinite_error(
+            f"calibrated teacher {name!r} has NaN/Inf logits", rows, f"{hint}nothing was written"
         )
 
 
