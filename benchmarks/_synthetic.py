@@ -44,3 +44,13 @@ def synthetic_meta(
             "tune_tau": None,
         }
     )
+
+
+def synthetic_tables(n: int, counts: np.ndarray) -> dict[str, Any]:
+    """The samples and classes tables of such a cache (rows only; train counts per class)."""
+    import pyarrow as pa
+
+    return {
+        schema.SAMPLES_TABLE: pa.table({"row": np.arange(n)}),
+        schema.CLASSES_TABLE: pa.table({"class_id": np.arange(len(counts)), "train_count": counts}),
+    }

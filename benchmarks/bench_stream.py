@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _synthetic import synthetic_meta
+from _synthetic import synthetic_meta, synthetic_tables
 
 from softlabels.stores import schema
 
 
 def build(url: str, n: int, v: int, c: int, chunk: int, compressor: str) -> dict[str, Any]:
     """A dense cache [n, v, c] float16, written chunk by chunk (never whole in memory)."""
-    import pyarrow as pa
 
     from softlabels.stores.writer import ArraySpec, CacheWriter
 
@@ -65,10 +64,7 @@ def build(url: str, n: int, v: int, c: int, chunk: int, compressor: str) -> dict
         ArraySpec(schema.VIEW_SEEDS, (n, v), "uint64"),
         ArraySpec(logits, (n, v, c), "float16"),
     ]
-    tables = {
-        schema.SAMPLES_TABLE: pa.table({"row": np.arange(n)}),
-        schema.CLASSES_TABLE: pa.table({"class_id": np.arange(c), "train_count": counts}),
-    }
+    tables = synthetic_tables(n, counts)
     base = (rng.normal(size=(chunk, v, c)) * 2.0).astype(np.float16)
     t0 = time.perf_counter()
     w = CacheWriter.open(url, meta=meta, specs=specs, tables=tables, compressor=compressor)

@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _synthetic import synthetic_meta
+from _synthetic import synthetic_meta, synthetic_tables
 
 from softlabels.stores import schema
 
@@ -55,7 +55,6 @@ def long_tail_counts(n: int, c: int, imb: float) -> np.ndarray:
 def build(
     url: str, n: int, c: int, chunk: int, compressor: str, seed: int = 0, topk: int | None = None
 ) -> dict[str, Any]:
-    import pyarrow as pa
 
     from softlabels.stores import topk as sparse
     from softlabels.stores.writer import ArraySpec, CacheWriter
@@ -105,10 +104,7 @@ def build(
                 (-(-n // chunk), len(sparse.ERROR_COLUMNS)), "float32", per_chunk=True,
             ),
         ]  # fmt: skip
-    tables = {
-        schema.SAMPLES_TABLE: pa.table({"row": np.arange(n)}),
-        schema.CLASSES_TABLE: pa.table({"class_id": np.arange(c), "train_count": counts}),
-    }
+    tables = synthetic_tables(n, counts)
     # Logits: a random base block, rows permuted per chunk, plus a head bias and a bump at
     # the label, so chunks differ and compress like real random float16 (i.e. barely).
     base = rng.normal(size=(chunk, c)).astype(np.float32) * 2.0
