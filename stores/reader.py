@@ -48,6 +48,7 @@ from softlabels.stores.schema import (
     TEACHER_STATIC_ARRAYS,
     TOPK_ERROR,
     TOPK_INDICES,
+    TOPK_PROFILE,
     TOPK_REST,
     TOPK_VALUES,
     VIEW_SEEDS,
@@ -243,6 +244,31 @@ class TeacherArrays:
             return
         check_rule(topk.rule, topk.rule_version, f"teacher {self.name!r} of {self.cache.url}")
 
+    def rest_profile(self) -> np.ndarray | None:
+        """A sparse teacher's rest profile (``topk/profile``, verified; read once): float32
+        ``[C, C]`` or ``[1, C]``; None for a dense teacher or one of the equal-rest rule."""
+        topk = self.info.topk
+        if topk is None or topk.profile is None:
+            return None
+        key = teacher_array(self.name, TOPK_PROFILE)
+        if key not in self.cache._statics:
+            self.cache._statics[key] = self.read_static(TOPK_PROFILE)
+        return self.cache._statics[key]
+
+    def rebuild(
+        self, values: np.ndarray, indices: np.ndarray, rest: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
+        """The rule's dense view (float32 ``[len(rows), V, C]``) of stored top-k arrays of
+        ``rows``: each pair's rest shaped by the profile of its label (and of its mixed
+        view's partner), stores/topk.py."""
+        from softlabels.stores.topk import dense_view, pair_profiles
+
+        table = self.rest_profile()
+        c = self.cache.num_classes
+        if table is None:
+            return dense_view(values, indices, rest, c)
+        return dense_view(values, indices, rest, c, pair_profiles(table, *self.cache.pair_labels(rows)))
+
     def dense_chunks(self, *, verify: bool = True) -> Iterator[tuple[int, int, np.ndarray]]:
         """(start, stop, logits [rows, V, C]) for every chunk in order, read once (checksums
         verified): the stored logits, or a sparse teacher's dense view (float32) whose
@@ -250,15 +276,12 @@ class TeacherArrays:
         if not self.info.sparse:
             yield from self.reader(LOGITS).iter_chunks(verify=verify)
             return
-        from softlabels.stores.topk import dense_view
-
         self.check_rule()
         parts = [self.reader(w) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)]
-        c = self.cache.num_classes
         for (start, stop, values), (_, _, ids), (_, _, rest) in zip(
             *(r.iter_chunks(verify=verify) for r in parts), strict=True
         ):
-            yield start, stop, dense_view(values, ids, rest, c)
+            yield start, stop, self.rebuild(values, ids, rest, np.arange(start, stop))
 
     def read_rows(
         self, what: str, rows: Sequence[int] | np.ndarray, *, verify: bool = True
@@ -283,13 +306,12 @@ class TeacherArrays:
         softmax at any temperature is the rule's rebuilt distribution)."""
         if not self.info.sparse:
             return self.read_rows(LOGITS, rows, verify=verify).astype(np.float32)
-        from softlabels.stores.topk import dense_view
-
         self.check_rule()
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         parts = (
             self.read_rows(w, rows, verify=verify) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)
         )
-        return dense_view(*parts, self.cache.num_classes)
+        return self.rebuild(*parts, rows)
 
     def topk_error(self) -> dict[str, Any] | None:
         """A sparse teacher's error measured at dump time (``topk/error``, verified): the
@@ -370,6 +392,8 @@ class TeacherArrays:
         scale = teacher_array(self.name, LWS_SCALE)
         if self.info.lws_scale or loc.exists(array_meta_key(scale)):
             out.append(scale)
+        if self.info.topk is not None and self.info.topk.profile is not None:
+            out.append(teacher_array(self.name, TOPK_PROFILE))
         return out
 
 
@@ -391,13 +415,16 @@ class Cache:
         if format_of(attrs) not in FORMAT_VERSIONS:
             raise CacheError(
                 f"{self.loc.url} has cache format {format_of(attrs)}; this softlabels reads "
-                f"formats {' and '.join(map(str, FORMAT_VERSIONS))}: upgrade softlabels"
+                f"formats {', '.join(map(str, FORMAT_VERSIONS[:-1]))} and {FORMAT_VERSIONS[-1]}: "
+                "upgrade softlabels"
             )
         self.meta: dict[str, Any] = attrs
         self.metadata: CacheMeta = parse_meta(self.loc, attrs)
         self.group = zarr.open_group(store=self.loc.zarr_store(read_only=True), mode="r")
         self.manifest = Manifest(self.loc)
         self._labels: np.ndarray | None = None
+        self._mix_labels: tuple[np.ndarray, np.ndarray] | None = None
+        self._statics: dict[str, np.ndarray] = {}  # static arrays read once (rest profiles)
 
     def __repr__(self) -> str:
         return f"Cache({self.loc.url!r}, N={self.num_samples}, C={self.num_classes}, V={self.num_views}, teachers={self.teacher_names})"
@@ -520,6 +547,30 @@ class Cache:
             ArrayReader(self, p).read_all() for p in (MIX_PARTNER, MIX_LAM, MIX_BOX)
         )
         return partner, lam, box
+
+    def pair_labels(
+        self, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """What a pair's rest profile depends on, for ``rows``: their labels ``[rows, 1]``
+        and, for mixed views, the partners' labels and lam ``[rows, V]`` (else None)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        own = self.labels[rows][:, None]
+        if self.mixing is None:
+            return own, None, None
+        partner, lam = self.mix_labels()
+        return own, partner[rows], lam[rows]
+
+    def mix_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mixed views' partner labels (int64; a view not mixed: its own row's) and lam
+        ``[N, V]`` (verified, read once); a cache without mixed views has none."""
+        if self._mix_labels is None:
+            mix = self.read_mix()
+            if mix is None:
+                raise UsageError(f"{self.url} has no mixed views")
+            partner, lam, _box = mix
+            rows = np.arange(len(partner))[:, None]
+            self._mix_labels = (self.labels[np.where(partner >= 0, partner, rows)], lam)
+        return self._mix_labels
 
     def labels_reader(self) -> ArrayReader:
         """Verified chunk-wise reads of the labels (for streaming passes)."""

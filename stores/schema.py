@@ -69,6 +69,7 @@ __all__ = [
     "TEACHER_STATIC_ARRAYS",
     "TOPK_ERROR",
     "TOPK_INDICES",
+    "TOPK_PROFILE",
     "TOPK_REST",
     "TOPK_VALUES",
     "VIEW_SEEDS",
@@ -104,9 +105,13 @@ __all__ = [
 # dense and whose views are not mixed is still written as 1, so a reader of format 1 reads
 # it; one holding a sparse teacher or mixed views is 2, which that reader refuses in one line
 # (it reads only its own format), as this one refuses a format above 2.
-FORMAT_VERSION = 2  # the newest format: a sparse teacher or mixed views
+# 3: a sparse teacher stored under the rest-profile rule (``label-profile`` v2, its
+# ``topk/profile`` array and two rest statistics), which a reader of format 2 could not
+# rebuild: it refuses format 3 in one line.
+FORMAT_VERSION = 3  # the newest format: a sparse teacher with a rest profile
+MIXED_FORMAT_VERSION = 2  # mixed views, or sparse teachers of the equal-rest rule (v1)
 DENSE_FORMAT_VERSION = 1  # written when every teacher is dense and no view is mixed
-FORMAT_VERSIONS = (DENSE_FORMAT_VERSION, FORMAT_VERSION)  # what this version reads
+FORMAT_VERSIONS = (DENSE_FORMAT_VERSION, MIXED_FORMAT_VERSION, FORMAT_VERSION)  # what this reads
 ROOT_DOC = "zarr.json"  # the root group's document; its attributes hold the metadata
 ROOT_ATTR = "softlabels"  # the attribute of the root document that holds CacheMeta
 
@@ -135,9 +140,10 @@ TOPK_VALUES = "topk/values"  # float16/float32 [N, V, K], the K largest logits, 
 TOPK_INDICES = "topk/indices"  # uint16 (C <= 65,536) or int32 [N, V, K], their class ids
 TOPK_REST = "topk/rest"  # float32 [N, V, R], statistics of the other C - K logits
 TOPK_ERROR = "topk/error"  # float32 [num_chunks, M], the rebuild's error measured per chunk
+TOPK_PROFILE = "topk/profile"  # float32 [C, C] or [1, C], stored whole: the rest profile (rule 2)
 TEACHER_ROW_ARRAYS = (LOGITS, FEATURES, TOPK_VALUES, TOPK_INDICES, TOPK_REST)
 TEACHER_CHUNK_ARRAYS = (TOPK_ERROR,)  # one row per chunk, committed with that chunk
-TEACHER_STATIC_ARRAYS = (CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, LWS_SCALE)
+TEACHER_STATIC_ARRAYS = (CLASSIFIER_WEIGHT, CLASSIFIER_BIAS, LWS_SCALE, TOPK_PROFILE)
 STORAGES = ("dense", "topk")  # a teacher's logits: LOGITS, or the TOPK_* arrays
 BASE_ROW_ARRAYS = (LABELS, VIEW_SEEDS)
 
@@ -622,6 +628,11 @@ class TopKInfo(Record):
     rest: tuple[str, ...] = field(metadata=_spec(_list_of(_str, "strings")))  # topk/rest columns
     rule: str = field(metadata=_spec(_str))  # the rebuild rule (stores/topk.py)
     rule_version: int = field(metadata=_spec(_int(1)))
+    # The rest profile of rule version 2 (topk/profile): "label" ([C, C]) or "class" ([1, C]);
+    # None for the equal-rest rule (v1), which has none.
+    profile: str | None = field(
+        default=None, metadata=_spec(_optional(_one_of("label", "class")), when_set=True)
+    )
     error_columns: tuple[str, ...] = field(metadata=_spec(_list_of(_str, "strings")))
     error_taus: tuple[float, ...] = field(metadata=_spec(_list_of(_positive, "numbers > 0")))
     error_dive: tuple[float, ...] = field(metadata=_spec(_list_of(_positive, "numbers > 0")))
@@ -817,9 +828,11 @@ def format_for(teachers: Mapping[str, Any], views: ViewsInfo | None = None) -> i
     """The format of a cache with these teachers (:class:`TeacherInfo` by name) and views: 2
     when a teacher is sparse or the views are mixed, else 1 (so readers of format 1 keep
     reading dense caches)."""
-    sparse = any(isinstance(t, TeacherInfo) and t.sparse for t in teachers.values())
+    sparse = [t for t in teachers.values() if isinstance(t, TeacherInfo) and t.sparse]
     mixed = isinstance(views, ViewsInfo) and views.mixing is not None
-    return FORMAT_VERSION if sparse or mixed else DENSE_FORMAT_VERSION
+    if any(t.topk is not None and t.topk.profile is not None for t in sparse):
+        return FORMAT_VERSION
+    return MIXED_FORMAT_VERSION if sparse or mixed else DENSE_FORMAT_VERSION
 
 
 def format_of(attrs: Mapping[str, Any]) -> Any:

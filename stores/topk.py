@@ -4,24 +4,31 @@
 Stored per (row, view): the K largest logits ``z_(1) >= ... >= z_(K)`` (``topk/values``, in
 the cache's dtype), their class ids (``topk/indices``: uint16 when C <= 65,536, else
 int32) and statistics of the other ``C - K`` logits (``topk/rest``, float32, one column per
-name of :data:`REST_STATS`): ``lse = log sum_{j not in top K} exp(z_j)``.
+name of :data:`REST_STATS`): ``lse = log sum_{j not in top K} exp(z_j)`` and ``std``, the
+population standard deviation of those C - K logits. Per teacher, stored whole: its
+**rest profile** ``topk/profile`` (float32): ``b[y, c]``, the mean over the (row, view)
+pairs of label y that have class c in their rest of ``z_c - mean(rest z)`` (``[C, C]``,
+:data:`PROFILE_MODES` "label"), or above :data:`PROFILE_LABEL_MAX_CLASSES` classes one row
+``b[c]`` over all labels ("class"; C x C floats would be too many). A label's entry where
+none of its pairs had c in the rest is the all-label one.
 
-The rule, ``equal-rest`` version 1: the rest is ``C - K`` equal logits
-``m = lse - log(C - K)``. Its **dense view** (:func:`dense_view`) puts the K values at their
-ids and ``m`` everywhere else: one ``[.., C]`` logit vector, so ``softmax(dense / T)`` *is*
-the rebuilt distribution at every temperature T, and DiVE's ``normalize(softmax_T ** p)``
-is ``softmax(dense * p / T)``: every loss takes it unchanged, as it takes dense logits.
-At T = 1 it is exact in total: the K probabilities and the rest's mass are those of the
-full logits. At T > 1 the rest's mass is over-estimated (the power-mean inequality), and
-within the rest the mass is spread evenly whatever the true spread was.
+The rule, ``label-profile`` version 2: a view of a row with label y gets the profile ``p =
+b[y]`` (a mixed view, ``lam b[y_i] + (1 - lam) b[y_j]`` with its partner's label), and its
+rest logits are ``z_c = m + a (p_c - mean_rest p)``, where ``a = std / std_rest(p)`` gives
+them the stored spread (0 when the profile is flat on the rest) and ``m`` is solved so that
+their log-sum-exp is ``lse`` exactly. Its **dense view** (:func:`dense_view`) is the K values
+at their ids and those logits elsewhere: one ``[.., C]`` logit vector, so ``softmax(dense /
+T)`` *is* the rebuilt distribution at every temperature T, and DiVE's ``normalize(softmax_T
+** p)`` is ``softmax(dense * p / T)``: every loss takes it unchanged. At T = 1 it is exact in
+total: the K probabilities and the rest's mass are those of the full logits.
 
-Why this rule: measured on a 100-class teacher (benchmarks/RESULTS.md, "Sparse teacher
-outputs"), the error at T >= 2 is dominated by the unknown spread *within* the rest: even
-the exact rest mass at each T (an oracle no stored statistic beats when the rest is spread
-evenly) removes only about a third of the KL of the equal-rest rule, and a rule that
-matched it (a second statistic, e.g. the rest's log-sum-exp at T = 2) would need a
-temperature-dependent target, which no dense logit vector gives. A rule with a dense form
-keeps every loss, tune-tau and the ensembles unchanged.
+Why this rule: measured on the 100-class bed (benchmarks/RESULTS.md, "Top-k rest rules"),
+the error at T >= 2 is dominated by how the rest's mass is spread over its classes: the
+earlier rule (``equal-rest`` v1: C - K equal logits ``m = lse - log(C - K)``, which a
+cache may still hold and every reader still rebuilds) spreads it evenly and loses a
+long-tail teacher's lean to the tail, so tune-tau on it chose T = 10 where the dense
+teacher gives 3.25. The label-conditioned profile scaled to the rest's own spread cuts the
+KL at T = 4 about fivefold at K = 10 and keeps tune-tau's choice within one grid step.
 
 Every function takes numpy arrays (host) or torch tensors (any device: the targets of a
 batch are rebuilt where they are used, ``[B, C]`` at a time); torch is never imported here.
@@ -29,7 +36,9 @@ batch are rebuilt where they are used, ``[B, C]`` at a time); torch is never imp
 The error (:func:`chunk_error`) is measured at dump time against the teacher's float32
 output, before the cast to the cache's dtype: ``KL(softmax_T(teacher) || rebuilt_T)`` for T
 in :data:`ERROR_TAUS` and for DiVE's target at ``(T, p) =`` :data:`DIVE`, mean and max over
-the chunk's (row, view) pairs, and the top-1 agreement.
+the chunk's (row, view) pairs, and the top-1 agreement. The profile is fitted first
+(:class:`ProfileFit`, by the dump on chunks spread over the whole split), so the error is
+that of exactly the targets readers rebuild.
 """
 
 from __future__ import annotations
@@ -41,16 +50,27 @@ from typing import Any
 import numpy as np
 
 from softlabels.stores.errors import CacheError, UsageError
-from softlabels.stores.schema import TOPK_ERROR, TOPK_INDICES, TOPK_REST, TOPK_VALUES, TopKInfo
+from softlabels.stores.schema import (
+    TOPK_ERROR,
+    TOPK_INDICES,
+    TOPK_PROFILE,
+    TOPK_REST,
+    TOPK_VALUES,
+    TopKInfo,
+)
 
 __all__ = [
     "DIVE",
     "ERROR_COLUMNS",
     "ERROR_TAUS",
+    "LEGACY_RULES",
     "MAX_UINT16_CLASSES",
+    "PROFILE_LABEL_MAX_CLASSES",
+    "PROFILE_MODES",
     "REST_STATS",
     "RULE",
     "RULE_VERSION",
+    "ProfileFit",
     "check_k",
     "check_rule",
     "chunk_error",
@@ -60,16 +80,25 @@ __all__ = [
     "encode_chunks",
     "error_summary",
     "error_targets",
+    "fit_profile",
     "index_dtype",
     "log_probs",
+    "pair_profiles",
+    "profile_mode",
     "top_indices",
     "topk_info",
 ]
 
-RULE = "equal-rest"
-RULE_VERSION = 1
-REST_STATS: tuple[str, ...] = ("lse",)  # the columns of topk/rest
+RULE = "label-profile"
+RULE_VERSION = 2
+REST_STATS: tuple[str, ...] = ("lse", "std")  # the columns of topk/rest
+# Rules an older softlabels wrote, which this one still rebuilds: their topk/rest columns.
+LEGACY_RULES: Mapping[tuple[str, int], tuple[str, ...]] = {("equal-rest", 1): ("lse",)}
+PROFILE_MODES: tuple[str, ...] = ("label", "class")
+PROFILE_LABEL_MAX_CLASSES = 4_096  # C x C float32 <= 64 MiB; above, one all-label profile
 MAX_UINT16_CLASSES = 65_536  # class ids 0 .. 65,535 fit uint16
+_FLAT = 1e-6  # a profile whose spread over the rest is below this is flat: equal rest logits
+_BLOCK = 1 << 21  # elements per block of the error computation (bounded temporaries)
 
 ERROR_TAUS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 # DiVE's target normalize(softmax_T ** p) at the CIFAR-100-LT defaults (METHODS §5): a column
@@ -97,6 +126,12 @@ def index_dtype(num_classes: int) -> str:
     return "uint16" if num_classes <= MAX_UINT16_CLASSES else "int32"
 
 
+def profile_mode(num_classes: int) -> str:
+    """``"label"`` (a profile per label, ``[C, C]``) up to :data:`PROFILE_LABEL_MAX_CLASSES`
+    classes, else ``"class"`` (one profile ``[1, C]``)."""
+    return "label" if num_classes <= PROFILE_LABEL_MAX_CLASSES else "class"
+
+
 def check_k(k: int, num_classes: int) -> int:
     """K itself, or a one-line UsageError unless 1 <= K < C."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -111,10 +146,11 @@ def check_k(k: int, num_classes: int) -> int:
 
 def check_rule(rule: str | None, version: int | None, where: str) -> None:
     """Refuse, in one line, top-k outputs stored under a rule this version cannot rebuild."""
-    if rule != RULE or version != RULE_VERSION:
+    if (rule, version) != (RULE, RULE_VERSION) and (rule, version) not in LEGACY_RULES:
         raise CacheError(
             f"{where} stores top-k outputs under rule {rule!r} version {version!r}; this "
-            f"softlabels rebuilds {RULE!r} version {RULE_VERSION}: upgrade softlabels"
+            f"softlabels rebuilds {RULE!r} version {RULE_VERSION} (and "
+            f"{', '.join(f'{r!r} version {v}' for r, v in LEGACY_RULES)}): upgrade softlabels"
         )
 
 
@@ -142,10 +178,18 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
         return (top + np.log(np.exp(x - top).sum(-1, keepdims=True)))[..., 0]
 
 
+def _rest_mask(ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """bool [M, C]: True on the classes outside each row's top K."""
+    mask = np.ones((len(ids), num_classes), bool)
+    np.put_along_axis(mask, ids, False, axis=-1)
+    return mask
+
+
 def encode(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(values, indices, rest)`` of finite logits ``[..., C]``: the K largest in the
     logits' dtype ``[..., K]``, their ids ``[..., K]`` (:func:`index_dtype`), and the rest's
-    statistics ``[..., R]`` float32 (computed in float64 from the logits as given)."""
+    statistics ``[..., R]`` float32 (:data:`REST_STATS`, computed in float64 from the logits
+    as given)."""
     z = np.asarray(logits)
     c = int(z.shape[-1])
     check_k(k, c)
@@ -153,14 +197,105 @@ def encode(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     flat = z.reshape(-1, c)
     ids = top_indices(flat.astype(np.float32), k)  # exact for float16 and float32
     values = np.take_along_axis(flat, ids, -1)
-    rest64 = flat.astype(np.float64)
-    np.put_along_axis(rest64, ids, -np.inf, axis=-1)
-    rest = _logsumexp(rest64)[:, None].astype(np.float32)
+    z64 = flat.astype(np.float64)
+    mask = _rest_mask(ids, c)
+    lse = _logsumexp(np.where(mask, z64, -np.inf))
+    mean = np.where(mask, z64, 0.0).sum(-1) / (c - k)
+    std = np.sqrt((np.where(mask, z64 - mean[:, None], 0.0) ** 2).sum(-1) / (c - k))
+    rest = np.stack([lse, std], -1).astype(np.float32)
     return (
         values.reshape(*lead, k),
         ids.astype(index_dtype(c)).reshape(*lead, k),
         rest.reshape(*lead, len(REST_STATS)),
     )
+
+
+# --------------------------------------------------------------------------- the profile
+
+
+class ProfileFit:
+    """A teacher's rest profile (``topk/profile``), accumulated over (row, view) pairs:
+    per label y (or over all labels, mode "class") and class c, the weighted mean of ``z_c -
+    mean(rest z)`` over the pairs with c in their rest. A mixed view counts for its row's
+    label with weight ``lam`` and for its partner's with ``1 - lam``."""
+
+    def __init__(self, num_classes: int, k: int, mode: str | None = None) -> None:
+        self.num_classes, self.k = int(num_classes), check_k(k, num_classes)
+        self.mode = profile_mode(num_classes) if mode is None else mode
+        if self.mode not in PROFILE_MODES:
+            raise UsageError(f"Expected a profile mode in {PROFILE_MODES}, got {self.mode!r}")
+        rows = self.num_classes if self.mode == "label" else 1
+        self._sum = np.zeros((rows, self.num_classes))
+        self._count = np.zeros((rows, self.num_classes))
+
+    def add(
+        self,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        partner_labels: np.ndarray | None = None,
+        lam: np.ndarray | None = None,
+    ) -> None:
+        """Pairs ``logits`` [rows, V, C] (the values the cache keeps: cast to its dtype) of
+        rows with ``labels`` [rows]; mixed views: their partners' labels and ``lam`` [rows, V]."""
+        z = np.asarray(logits)
+        c, k = self.num_classes, self.k
+        flat = z.reshape(-1, c)
+        ids = top_indices(flat.astype(np.float32), k)
+        mask = _rest_mask(ids, c)
+        z64 = flat.astype(np.float64)
+        mean = np.where(mask, z64, 0.0).sum(-1) / (c - k)
+        dev = np.where(mask, z64 - mean[:, None], 0.0)
+        if self.mode == "class":
+            self._sum[0] += dev.sum(0)
+            self._count[0] += mask.sum(0)
+            return
+        views = z.shape[1] if z.ndim == 3 else 1
+        own = np.repeat(np.asarray(labels, np.int64).reshape(-1), views)
+        weight = np.ones(len(flat)) if lam is None else np.asarray(lam, np.float64).reshape(-1)
+        np.add.at(self._sum, own, dev * weight[:, None])
+        np.add.at(self._count, own, mask * weight[:, None])
+        if partner_labels is not None and lam is not None:
+            other = np.asarray(partner_labels, np.int64).reshape(-1)
+            mixed = weight < 1.0
+            w = (1.0 - weight[mixed])[:, None]
+            np.add.at(self._sum, other[mixed], dev[mixed] * w)
+            np.add.at(self._count, other[mixed], mask[mixed] * w)
+
+    def table(self) -> np.ndarray:
+        """The profile, float32 ``[C, C]`` ("label") or ``[1, C]`` ("class")."""
+        total, count = self._sum.sum(0), self._count.sum(0)
+        overall = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        by_row = np.divide(self._sum, self._count, out=np.zeros_like(self._sum), where=self._count > 0)
+        return np.where(self._count > 0, by_row, overall[None]).astype(np.float32)
+
+
+def fit_profile(
+    logits: np.ndarray,
+    k: int,
+    labels: np.ndarray,
+    partner_labels: np.ndarray | None = None,
+    lam: np.ndarray | None = None,
+) -> np.ndarray:
+    """:class:`ProfileFit` over every pair of ``logits`` [N, V, C] at once: the table."""
+    fit = ProfileFit(int(np.asarray(logits).shape[-1]), k)
+    fit.add(logits, labels, partner_labels, lam)
+    return fit.table()
+
+
+def pair_profiles(
+    table: Any, labels: Any, partner_labels: Any = None, lam: Any = None
+) -> Any:
+    """The profile of each (row, view) pair ``[..., C]`` (numpy or torch, as ``table``):
+    ``table[labels]`` (a one-row table: that row, broadcast), a mixed view's ``lam
+    table[y_i] + (1 - lam) table[y_j]``. ``labels`` has the pairs' shape or broadcasts to
+    it (``[rows, 1]`` for every view of a row); ``partner_labels`` and ``lam`` the pairs'."""
+    if table.shape[0] == 1:
+        return table[0]
+    own = table[labels]
+    if lam is None or partner_labels is None:
+        return own
+    w = lam[..., None]
+    return w * own + (1 - w) * table[partner_labels]
 
 
 # --------------------------------------------------------------------------- the rule
@@ -172,18 +307,61 @@ def _rest_logit(num_rest: int) -> float:
 
 
 def _rest_value(rest: np.ndarray, num_rest: int) -> np.ndarray:
-    """The rule's logit of every rest class, ``m = lse - log(C - K)``, float32 (numpy)."""
+    """The ``equal-rest`` rule's logit of every rest class, ``m = lse - log(C - K)``,
+    float32 (numpy)."""
     return rest[..., 0].astype(np.float32) - np.float32(_rest_logit(num_rest))
 
 
-def dense_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
-    """The rule's dense logits ``[..., C]`` float32: the K values at their ids, ``m = lse -
-    log(C - K)`` elsewhere. numpy in, numpy out; a torch tensor in, a tensor on its device
-    out (``[B, C]`` per batch: never more than the rows asked for)."""
+def dense_view(
+    values: Any, indices: Any, rest: Any, num_classes: int, profile: Any = None
+) -> Any:
+    """The rule's dense logits ``[..., C]`` float32: the K values at their ids, the rest's
+    logits elsewhere. numpy in, numpy out; a torch tensor in, a tensor on its device out
+    (``[B, C]`` per batch: never more than the rows asked for).
+
+    ``profile``: the pairs' rest profiles ``[..., C]`` (:func:`pair_profiles`) for rule
+    ``label-profile``; None (or one rest column: rule ``equal-rest`` v1) gives C - K equal
+    logits ``m = lse - log(C - K)``."""
     k = int(values.shape[-1])
     n = num_classes - k
     if n < 1:
         raise UsageError(f"Expected K < C for top-k outputs, got K = {k}, C = {num_classes}")
+    if profile is None or rest.shape[-1] < 2:
+        return _equal_view(values, indices, rest, num_classes)
+    if isinstance(values, np.ndarray):
+        ids = np.asarray(indices).astype(np.int64)
+        mask = np.ones((*ids.shape[:-1], num_classes), bool)
+        np.put_along_axis(mask, ids, False, axis=-1)
+        prof = np.asarray(profile, np.float32)
+        mean = np.where(mask, prof, np.float32(0)).sum(-1, keepdims=True) / np.float32(n)
+        dev = np.where(mask, prof - mean, np.float32(0))
+        spread = np.sqrt((dev * dev).sum(-1) / np.float32(n))
+        stats = np.asarray(rest, np.float32)
+        scale = np.where(spread > _FLAT, stats[..., 1] / np.maximum(spread, _FLAT), 0)
+        r = (scale[..., None] * dev).astype(np.float32)
+        m = stats[..., 0] - _logsumexp(np.where(mask, r, -np.inf)).astype(np.float32)
+        out = r + m[..., None]
+        np.put_along_axis(out, ids, np.asarray(values).astype(np.float32), axis=-1)
+        return out
+    import torch  # a tensor came in: torch is there
+
+    ids = indices.long()
+    mask = torch.ones((*ids.shape[:-1], num_classes), dtype=torch.bool, device=ids.device)
+    mask.scatter_(-1, ids, False)
+    prof = profile.float()
+    mean = torch.where(mask, prof, 0.0).sum(-1, keepdim=True) / n
+    dev = torch.where(mask, prof - mean, 0.0)
+    spread = dev.square().sum(-1).div(n).sqrt()
+    stats = rest.float()
+    scale = torch.where(spread > _FLAT, stats[..., 1] / spread.clamp_min(_FLAT), 0.0)
+    r = scale.unsqueeze(-1) * dev
+    m = stats[..., 0] - torch.where(mask, r, float("-inf")).logsumexp(-1)
+    return (r + m.unsqueeze(-1)).scatter_(-1, ids, values.float())
+
+
+def _equal_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
+    """Rule ``equal-rest`` v1's dense view: ``m = lse - log(C - K)`` on every rest class."""
+    n = num_classes - int(values.shape[-1])
     log_n = _rest_logit(n)
     if isinstance(values, np.ndarray):
         m = _rest_value(np.asarray(rest), n)
@@ -197,13 +375,20 @@ def dense_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
 
 
 def log_probs(
-    values: Any, indices: Any, rest: Any, num_classes: int, *, tau: float = 1.0, power: float = 1.0
+    values: Any,
+    indices: Any,
+    rest: Any,
+    num_classes: int,
+    *,
+    tau: float = 1.0,
+    power: float = 1.0,
+    profile: Any = None,
 ) -> Any:
     """Rebuilt log-probabilities ``[..., C]`` at temperature ``tau`` (and DiVE's power ``p``:
     ``normalize(softmax_T ** p)``), straight from the stored arrays (numpy or torch)."""
     if not (tau > 0 and power > 0):
         raise UsageError(f"Expected a temperature and a power > 0, got {tau}, {power}")
-    z = dense_view(values, indices, rest, num_classes) * (power / tau)
+    z = dense_view(values, indices, rest, num_classes, profile) * (power / tau)
     if isinstance(z, np.ndarray):
         return z - _logsumexp(z)[..., None]
     return z.log_softmax(-1)
@@ -213,39 +398,40 @@ def log_probs(
 
 
 def chunk_error(
-    teacher: np.ndarray, values: np.ndarray, indices: np.ndarray, rest: np.ndarray
+    teacher: np.ndarray,
+    values: np.ndarray,
+    indices: np.ndarray,
+    rest: np.ndarray,
+    profile: np.ndarray | None = None,
 ) -> np.ndarray:
     """One row of ``topk/error`` (float32, :data:`ERROR_COLUMNS`): the KL of the rebuilt
-    targets from the teacher's own logits ``[..., C]`` (float32, before any cast), mean and
-    max over (row, view) pairs, and the fraction whose top-1 class is the same.
-
-    Computed in float64 without building the rebuilt ``[.., C]`` arrays: the rule's dense
-    view is the K values and one rest logit ``m``, so with ``b = p / T`` (DiVE's
-    ``normalize(softmax_T ** p)`` is the softmax at ``T / p``), ``y = b (z - max z)``,
-    ``e = exp(y)``, ``S = sum e`` and ``P = e / S`` the teacher's target:
-    ``KL = sum(e y) / S - log S - (sum_top P_j b v_j + P_rest b m - log Z)`` with
-    ``log Z = logaddexp(logsumexp(b v), log(C - K) + b m)``. One pass over C per target.
-    """
-    c = int(teacher.shape[-1])
-    z = np.asarray(teacher, dtype=np.float64).reshape(-1, c)
+    targets (:func:`dense_view` with ``profile``: what readers get) from the teacher's own
+    logits ``[..., C]`` (float32, before any cast), mean and max over (row, view) pairs, and
+    the fraction whose top-1 class is the same. In float64, a block of pairs at a time; DiVE's
+    ``normalize(softmax_T ** p)`` is the softmax at ``T / p``."""
+    z = np.asarray(teacher, dtype=np.float32)
+    c = int(z.shape[-1])
+    lead = z.shape[:-1]
+    prof = None if profile is None else np.broadcast_to(profile, (*lead, c)).reshape(-1, c)
+    z = z.reshape(-1, c)
     k = int(values.shape[-1])
-    ids = np.asarray(indices).reshape(-1, k).astype(np.int64)
-    v = np.asarray(values).reshape(-1, k).astype(np.float32).astype(np.float64)
-    m = _rest_value(np.asarray(rest).reshape(len(z), -1), c - k).astype(np.float64)
-    shifted = z - z.max(-1, keepdims=True)
-    log_n = math.log(c - k)
+    v, ids = np.asarray(values).reshape(-1, k), np.asarray(indices).reshape(-1, k)
+    st = np.asarray(rest).reshape(len(z), -1)
+    targets = [(t, 1.0) for t in ERROR_TAUS] + [DIVE]
+    kl = np.zeros((len(targets), len(z)))
+    step = max(1, _BLOCK // c)
+    for lo in range(0, len(z), step):
+        hi = min(len(z), lo + step)
+        q = dense_view(v[lo:hi], ids[lo:hi], st[lo:hi], c, None if prof is None else prof[lo:hi])
+        q, p = q.astype(np.float64), z[lo:hi].astype(np.float64)
+        for j, (tau, power) in enumerate(targets):
+            b = power / tau
+            lp = b * p - _logsumexp(b * p)[:, None]
+            lq = b * q - _logsumexp(b * q)[:, None]
+            kl[j, lo:hi] = np.maximum((np.exp(lp) * (lp - lq)).sum(-1), 0.0)  # >= 0 up to rounding
     out: list[float] = []
-    for tau, power in [(t, 1.0) for t in ERROR_TAUS] + [DIVE]:
-        b = power / tau
-        y = shifted * b
-        e = np.exp(y)
-        total = e.sum(-1)
-        own = np.einsum("ij,ij->i", e, y) / total - np.log(total)  # sum P log P
-        p_top = np.take_along_axis(e, ids, -1) / total[:, None]
-        log_z = np.logaddexp(_logsumexp(b * v), log_n + b * m)
-        cross = (p_top * b * v).sum(-1) + (1.0 - p_top.sum(-1)) * b * m - log_z
-        kl = np.maximum(own - cross, 0.0)  # >= 0 up to rounding
-        out += [float(kl.mean()), float(kl.max())] if len(kl) else [0.0, 0.0]
+    for row in kl:
+        out += [float(row.mean()), float(row.max())] if len(z) else [0.0, 0.0]
     agree = np.argmax(z, -1) == ids[:, 0]
     out.append(float(agree.mean()) if len(agree) else 1.0)
     return np.asarray(out, dtype=np.float32)
@@ -286,38 +472,58 @@ def topk_info(k: int, num_classes: int) -> TopKInfo:
         rest=REST_STATS,
         rule=RULE,
         rule_version=RULE_VERSION,
+        profile=profile_mode(num_classes),
         error_columns=ERROR_COLUMNS,
         error_taus=ERROR_TAUS,
         error_dive=DIVE,
     )
 
 
-def encode_chunk(teacher: np.ndarray, dtype: Any, k: int) -> dict[str, np.ndarray]:
+def encode_chunk(
+    teacher: np.ndarray, dtype: Any, k: int, profile: np.ndarray
+) -> dict[str, np.ndarray]:
     """The sparse arrays of one chunk, by teacher array, from the teacher's float32 logits
     ``[rows, V, C]``: the top-k of the logits cast to the cache's ``dtype`` (so values and
     ids are those of the dense cache of that dtype), the rest's statistics, and the chunk's
-    row of ``topk/error`` (``[1, M]``). The cast must be finite (the caller checks)."""
+    row of ``topk/error`` (``[1, M]``) under the pairs' ``profile`` (:func:`pair_profiles`).
+    The cast must be finite (the caller checks)."""
     cast = np.asarray(teacher).astype(dtype)
     values, indices, rest = encode(cast, k)
     return {
         TOPK_VALUES: values,
         TOPK_INDICES: indices,
         TOPK_REST: rest,
-        TOPK_ERROR: chunk_error(teacher, values, indices, rest)[None],
+        TOPK_ERROR: chunk_error(teacher, values, indices, rest, profile)[None],
     }
 
 
 def encode_chunks(
-    teacher: np.ndarray, dtype: Any, k: int, chunk_size: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """:func:`encode_chunk` over every chunk of ``teacher`` ``[N, V, C]`` (float32): the row
-    arrays ``[N, ...]`` and the per-chunk error ``[num_chunks, M]``, by teacher array (what
-    :func:`~softlabels.stores.writer.add_teacher` takes)."""
-    parts = [
-        encode_chunk(teacher[start : start + chunk_size], dtype, k)
-        for start in range(0, len(teacher), chunk_size)
-    ]
+    teacher: np.ndarray,
+    dtype: Any,
+    k: int,
+    chunk_size: int,
+    labels: np.ndarray,
+    mix: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A whole teacher ``[N, V, C]`` (float32) of rows with ``labels`` [N] (``mix``: the
+    views' partner labels and lam [N, V]): its profile fitted on every pair, then
+    :func:`encode_chunk` over every chunk. The row arrays ``[N, ...]``, the per-chunk error
+    ``[num_chunks, M]`` and the profile, by teacher array (what
+    :func:`~softlabels.stores.writer.add_teacher` takes as rows, per_chunk and static)."""
+    cast = np.asarray(teacher).astype(dtype)
+    partner, lam = (None, None) if mix is None else mix
+    table = fit_profile(cast, k, labels, partner, lam)
+    parts = []
+    for start in range(0, len(teacher), chunk_size):
+        at = slice(start, start + chunk_size)
+        prof = pair_profiles(
+            table,
+            np.asarray(labels)[at, None],
+            None if partner is None else partner[at],
+            None if lam is None else lam[at],
+        )
+        parts.append(encode_chunk(teacher[at], dtype, k, prof))
     rows = {
         w: np.concatenate([p[w] for p in parts]) for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)
     }
-    return rows, {TOPK_ERROR: np.concatenate([p[TOPK_ERROR] for p in parts])}
+    return rows, {TOPK_ERROR: np.concatenate([p[TOPK_ERROR] for p in parts])}, {TOPK_PROFILE: table}

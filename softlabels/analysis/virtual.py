@@ -18,9 +18,9 @@ the teachers' probabilities per sample and view; as V is a sum over samples, tha
 the mean of the teachers' V.
 
 A sparse (top-k) teacher's V is that of the distributions its rule rebuilds, and the
-result says so (:attr:`VirtualExamples.rebuilt`). It is computed in closed form from the
-stored arrays (:func:`_reduce_topk`: K values and C - K equal rest logits per row), never
-from the rule's ``[rows, C]`` dense view: O(K) work per row and grid point, not O(C).
+result says so (:attr:`VirtualExamples.rebuilt`): each chunk's dense view is rebuilt
+(stores/topk.py: its rest logits differ class by class, by the rest profile) and reduced as
+dense logits are, one chunk at a time.
 """
 
 from __future__ import annotations
@@ -513,66 +513,12 @@ def _reduce_rows(
     return acc
 
 
-@dataclass(frozen=True)
-class _TopK:
-    """One chunk of a sparse teacher as stored: values, ids [rows, V, K], rest [rows, V, R]."""
-
-    values: np.ndarray
-    indices: np.ndarray
-    rest: np.ndarray
-
-    def dense(self, num_classes: int) -> np.ndarray:
-        from softlabels.stores.topk import dense_view
-
-        return np.asarray(dense_view(self.values, self.indices, self.rest, num_classes))
-
-
-def _teacher_chunks(teacher: Any) -> Iterator[tuple[int, int, np.ndarray | _TopK]]:
-    """(start, stop, chunk) of a teacher in order, each read once (checksums verified): a
-    dense teacher's logits [rows, V, C], a sparse one's stored arrays (never its dense view)."""
-    from softlabels.stores.schema import TOPK_INDICES, TOPK_REST, TOPK_VALUES
-
-    if not teacher.info.sparse:
-        yield from teacher.dense_chunks()
-        return
+def _teacher_chunks(teacher: Any) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, logits [rows, V, C]) of a teacher in order, each read once (checksums
+    verified): a dense teacher's logits, a sparse one's dense view rebuilt per chunk by its
+    rule (stores/topk.py)."""
     teacher.check_rule()
-    parts = [teacher.reader(w).iter_chunks() for w in (TOPK_VALUES, TOPK_INDICES, TOPK_REST)]
-    for (start, stop, values), (_, _, ids), (_, _, rest) in zip(*parts, strict=True):
-        yield start, stop, _TopK(values, ids, rest)
-
-
-def _reduce_topk(
-    chunk: _TopK, num_classes: int, scales: Sequence[float], dev: torch.device
-) -> torch.Tensor:
-    """sum over a sparse chunk's (row, view) pairs of the rule's rebuilt softmax(z * s) for
-    every scale s, [len(scales), C] float64, in closed form (never the [rows, C] dense view).
-
-    The dense view of a row is its K values ``v_j`` at their ids and ``C - K`` equal logits
-    ``m`` (stores/topk.py). With ``M = max(v_1, m)``, ``e_j = exp(s (v_j - M))``, ``e = exp(s
-    (m - M))`` and ``S = sum_j e_j + (C - K) e``, every class gets ``e / S`` and the row's ids
-    ``(e_j - e) / S`` more: one scalar per chunk and a scatter-add of K values per row.
-    """
-    import torch
-
-    from softlabels.stores.topk import _rest_value
-
-    k = chunk.values.shape[-1]
-    num_rest = num_classes - k
-    # The dense view's float32 logits (values cast, m = lse - log(C - K) in float32).
-    v = torch.from_numpy(chunk.values.reshape(-1, k).astype(np.float32)).to(dev).double()
-    ids = torch.from_numpy(chunk.indices.reshape(-1).astype(np.int64)).to(dev)
-    rest = _rest_value(chunk.rest.reshape(len(v), -1), num_rest)
-    m = torch.from_numpy(np.ascontiguousarray(rest)).to(dev).double()
-    top = torch.maximum(v.max(-1).values, m)
-    s = torch.tensor(list(scales), dtype=torch.float64, device=dev)[:, None]  # [S, 1]
-    e_top = torch.exp(s[:, :, None] * (v - top[:, None]))  # [S, rows, K]
-    e_rest = torch.exp(s * (m - top))  # [S, rows]
-    inv = 1.0 / (e_top.sum(-1) + num_rest * e_rest)
-    acc = (e_rest * inv).sum(-1, keepdim=True).expand(-1, num_classes).contiguous()
-    extra = (e_top - e_rest[:, :, None]) * inv[:, :, None]
-    index = ids.expand(len(scales), -1).contiguous()  # the same ids for every scale
-    acc.scatter_add_(1, index, extra.reshape(len(scales), -1))
-    return acc
+    yield from teacher.dense_chunks()
 
 
 def _bad_rows(rows: np.ndarray, views: int) -> np.ndarray:
@@ -614,7 +560,7 @@ def _stream(
     done = 0
     if progress:
         progress(0, n_rows)
-    # Dense teachers: their logits; sparse ones: their stored top-k arrays (closed form).
+    # Dense teachers: their logits; sparse ones: their dense views, rebuilt chunk by chunk.
     chunks = _prefetch(zip(*(_teacher_chunks(a) for a in arrays), strict=True))
     # CPU: the workers split each chunk's rows, one torch thread each (no nested thread teams).
     threads = 1 if workers > 1 else torch.get_num_threads()
@@ -623,22 +569,18 @@ def _stream(
         for parts in chunks:
             start, stop = parts[0][0], parts[0][1]
             for name, (_s, _e, data) in zip(teachers, parts, strict=True):
-                if isinstance(data, _TopK):
-                    part = _reduce_topk(data, n_classes, scales, dev)
-                else:
-                    rows = data.reshape(-1, n_classes)  # (sample, view) pairs; a view, no copy
-                    cuts = np.linspace(0, len(rows), workers + 1).astype(int)
-                    futures = [
-                        pool.submit(_reduce_rows, rows, int(lo), int(hi), scales, block, dev)
-                        for lo, hi in pairwise(cuts)
-                        if hi > lo
-                    ]
-                    part = sum((f.result() for f in futures), torch.zeros_like(total))
+                rows = data.reshape(-1, n_classes)  # (sample, view) pairs; a view, no copy
+                cuts = np.linspace(0, len(rows), workers + 1).astype(int)
+                futures = [
+                    pool.submit(_reduce_rows, rows, int(lo), int(hi), scales, block, dev)
+                    for lo, hi in pairwise(cuts)
+                    if hi > lo
+                ]
+                part = sum((f.result() for f in futures), torch.zeros_like(total))
                 # Probabilities are finite for any finite logits (and -inf ones), so one check
                 # of the chunk's sums catches NaN and +inf without a pass of its own.
                 if not bool(torch.isfinite(part).all()):
-                    dense = data.dense(n_classes) if isinstance(data, _TopK) else data
-                    bad = _bad_rows(dense, n_views) + start
+                    bad = _bad_rows(data, n_views) + start
                     raise nonfinite_error(
                         f"teacher {name!r} of {cache.url} has NaN/Inf logits",
                         bad,

@@ -280,7 +280,11 @@ def calibrate(
         k = src.k
         assert k is not None
         new_info = new_info.updated(topk=topk_info(k, c))
-        rows, per_chunk = encode_chunks(logits, dtype, k, cache.chunk_size)
+        mix = cache.mix_labels() if cache.mixing is not None else None
+        rows, per_chunk, profile = encode_chunks(
+            logits, dtype, k, cache.chunk_size, cache.labels, mix
+        )
+        static |= profile
     replaced = name in cache.teacher_names
     add_teacher(
         cache_url,

@@ -34,7 +34,7 @@ import torch
 from softlabels.engine.chunk_sampler import ChunkSampler
 from softlabels.engine.inputs import Batch
 from softlabels.errors import UsageError
-from softlabels.students.targets import check_finite, placeable, target_readers
+from softlabels.students.targets import PairProfiles, check_finite, placeable, target_readers
 
 __all__ = [
     "DEFAULT_PREFETCH",
@@ -262,6 +262,7 @@ class StreamedTargets:
         bound_allocator(min(_row_bytes(r) for r in self._readers.values()) * self.chunk_rows)
         self.sparse = bool(cache.teacher(name).info.sparse)
         self.num_classes = int(cache.num_classes)
+        self.profiles = PairProfiles.of(cache, name, device) if self.sparse else None
         self.count = ResidentCount()
         self._sampler: ChunkSampler | None = None
         self._prefetcher: ChunkPrefetcher | None = None
@@ -301,6 +302,7 @@ class StreamedTargets:
             parts["indices"][at, view],
             parts["rest"][at, view],
             self.num_classes,
+            None if self.profiles is None else self.profiles.for_rows(batch.rows, batch.view),
         )
 
     def batch_features(self, batch: Batch) -> torch.Tensor:

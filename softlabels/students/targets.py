@@ -26,6 +26,7 @@ from softlabels.stores.cache import Cache
 from softlabels.stores.reader import ArrayReader
 
 __all__ = [
+    "PairProfiles",
     "SparseTargets",
     "TeacherTargets",
     "check_finite",
@@ -100,6 +101,7 @@ class SparseTargets(TeacherTargets):
     indices: torch.Tensor | None = None
     rest: torch.Tensor | None = None
     num_classes: int = 0
+    profiles: PairProfiles | None = None  # rule label-profile; None: equal-rest (v1)
 
     def logits_for(self, rows: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
         """float32 [B, C]: the rule's dense view of the given rows and views, whose softmax at
@@ -111,7 +113,52 @@ class SparseTargets(TeacherTargets):
             _gather(t, rows, view, self.device, self.resident)
             for t in (self.logits, self.indices, self.rest)
         )
-        return dense_view(*parts, self.num_classes)
+        prof = None if self.profiles is None else self.profiles.for_rows(rows, view)
+        return dense_view(*parts, self.num_classes, prof)
+
+
+@dataclass
+class PairProfiles:
+    """A sparse teacher's rest profile ``[P, C]`` and what picks a (row, view) pair's
+    profile (its row's label; a mixed view's partner label and lam), on the device: each
+    batch's ``[B, C]`` profiles for the rule's dense view (stores/topk.py)."""
+
+    table: torch.Tensor
+    labels: torch.Tensor  # [N] int64
+    partner_labels: torch.Tensor | None  # [N, V] int64 (mixed views)
+    lam: torch.Tensor | None  # [N, V] float32 (mixed views)
+
+    @classmethod
+    def of(cls, cache: Cache, name: str, device: torch.device) -> PairProfiles | None:
+        """The teacher's profiles placed on ``device``; None for a rule without one."""
+        table = cache.teacher(name).rest_profile()
+        if table is None:
+            return None
+        mix = cache.mix_labels() if cache.mixing is not None else None
+
+        def place(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        return cls(
+            table=place(table.astype(np.float32)),
+            labels=place(cache.labels.astype(np.int64)),
+            partner_labels=None if mix is None else place(mix[0].astype(np.int64)),
+            lam=None if mix is None else place(mix[1].astype(np.float32)),
+        )
+
+    def for_rows(self, rows: np.ndarray, view: np.ndarray | None) -> torch.Tensor:
+        """float32 [B, C]: the profiles of the pairs (rows, views); views as :func:`_gather`."""
+        from softlabels.stores.topk import pair_profiles
+
+        dev = self.table.device
+        r = torch.as_tensor(np.asarray(rows, np.int64), device=dev)
+        own = self.labels[r]
+        if self.lam is None or self.partner_labels is None:
+            return pair_profiles(self.table, own)
+        last = self.lam.shape[1] - 1
+        v = np.zeros(len(rows), np.int64) if view is None else np.minimum(view, last)
+        at = torch.as_tensor(v, device=dev)
+        return pair_profiles(self.table, own, self.partner_labels[r, at], self.lam[r, at])
 
 
 def _budget(device: torch.device) -> int:
@@ -193,6 +240,7 @@ def load_targets(
             indices=placed["indices"],
             rest=placed["rest"],
             num_classes=cache.num_classes,
+            profiles=PairProfiles.of(cache, name, device),
         )
     return TeacherTargets(
         name=name,

@@ -51,6 +51,10 @@ Progress = Callable[[int, int], None]
 # their bytes beyond the first (the memory of a dump is about this plus one chunk).
 COMMIT_QUEUE_CHUNKS = 8
 COMMIT_QUEUE_BYTES = 256 << 20
+# A sparse teacher's rest profile (stores/topk.py) is fitted on chunks spread evenly over
+# the split, computed first and held until it is stored: at most this many bytes of them
+# (every chunk when the split's outputs fit).
+PROFILE_FIT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,7 @@ def dump(
             path = schema.teacher_array(name, schema.LOGITS)
             specs.append(ArraySpec(path, (n, v, c), config.dtype))
         else:
-            specs.extend(_topk_specs(name, info.topk, n, v, config))
+            specs.extend(_topk_specs(name, info.topk, n, v, c, config))
         if info.features:
             d = info.feature_dim
             path = schema.teacher_array(name, schema.FEATURES)
@@ -412,8 +416,11 @@ def dump(
         ) from exc
 
 
-def _topk_specs(name: str, info: schema.TopKInfo, n: int, v: int, config: DumpConfig) -> list[Any]:
-    """The arrays of a sparse teacher: top-k values, ids, rest statistics; the error per chunk."""
+def _topk_specs(
+    name: str, info: schema.TopKInfo, n: int, v: int, c: int, config: DumpConfig
+) -> list[Any]:
+    """The arrays of a sparse teacher: top-k values, ids, rest statistics; the error per
+    chunk; the rest profile."""
     from softlabels.stores.writer import ArraySpec
 
     k, chunks = info.k, -(-n // config.chunk_size)
@@ -426,6 +433,12 @@ def _topk_specs(name: str, info: schema.TopKInfo, n: int, v: int, config: DumpCo
             (chunks, len(info.error_columns)),
             "float32",
             per_chunk=True,
+        ),
+        ArraySpec(
+            schema.teacher_array(name, schema.TOPK_PROFILE),
+            (c if info.profile == "label" else 1, c),
+            "float32",
+            by_row=False,
         ),
     ]
 
@@ -472,6 +485,8 @@ def _write_cache(
     }
     writer: CacheWriter | None = None
     setup: dict[str, Any] = {}
+    profiles: _Profiles | None = None
+    ready: dict[int, dict[str, np.ndarray]] = {}
     try:
         if ctx.is_main:
             try:
@@ -488,9 +503,20 @@ def _write_cache(
                     compressor=config.compressor,
                     prepare=ctx.distributed,
                 )
+                profiles, ready = _fit_profiles(
+                    writer, out, ds, split, models, tinfo, config, dev, view_seeds, statics
+                )
                 if ctx.distributed:
                     _write_layout(writer, statics)
-                setup = {"pending": writer.pending_chunks(), "num_chunks": writer.num_chunks}
+                    for chunk, data in ready.items():  # the chunks the profiles came from
+                        _encode_and_write(writer, chunk, data, tinfo, config, profiles)
+                setup = {
+                    "pending": writer.pending_chunks(),
+                    "num_chunks": writer.num_chunks,
+                    "precommitted": len(ready) if ctx.distributed else 0,
+                }
+                if ctx.distributed:
+                    ready = {}
             except BaseException as exc:
                 # The other ranks wait for this: tell them, so they stop with the same error.
                 if ctx.distributed:
@@ -503,9 +529,12 @@ def _write_cache(
             if not ctx.is_main:
                 writer = CacheWriter.attach(out, meta=meta, specs=specs)
         assert writer is not None
+        if profiles is None:  # a rank that attached: rank 0 stored the profiles
+            profiles = _stored_profiles(out, tinfo, split)
         pending = [int(ch) for ch in setup["pending"]]
         num_chunks = int(setup["num_chunks"])
-        status = "created" if len(pending) == num_chunks else ("resumed" if pending else "complete")
+        written = len(pending) + int(setup.get("precommitted", 0))
+        status = "created" if written == num_chunks else ("resumed" if written else "complete")
         # Ranks take every world-th pending chunk: disjoint, and balanced on a resume too
         # (a crashed rank's chunks are spread over all ranks, not left to one).
         mine = pending[ctx.rank :: ctx.world]
@@ -526,8 +555,10 @@ def _write_cache(
             workers,
             progress,
             view_seeds,
+            profiles,
             # Metadata, tables and static arrays (the classifiers) come from rank 0 alone.
             layout=None if ctx.distributed or not ctx.is_main else statics,
+            ready=ready,
         )
         # A barrier: past it, every rank's chunks are committed.
         per_rank = distributed.all_gather_json(len(mine)) if ctx.distributed else [len(mine)]
@@ -556,7 +587,7 @@ def _write_cache(
         num_views=v,
         teachers=list(tinfo),
         chunks_total=num_chunks,
-        chunks_written=len(pending),
+        chunks_written=written,
         seconds=float(report["seconds"]),
         bytes_on_disk=int(report["size"]),
         fingerprint=split.fingerprint(),
@@ -578,13 +609,18 @@ def _commit_chunks(
     workers: int,
     progress: Progress | None,
     view_seeds: Callable[..., np.ndarray],
+    profiles: _Profiles,
     layout: dict[str, np.ndarray] | None = None,
+    ready: dict[int, dict[str, np.ndarray]] | None = None,
 ) -> None:
     """Compute and commit ``chunks`` in order; writing one overlaps computing the next.
 
     ``layout``: the static arrays, when the cache's arrays, tables and static record are
     still to be written (:func:`_write_layout`); the commit thread does it first, while
-    the first chunk is computed."""
+    the first chunk is computed. ``ready``: chunks computed already (those the rest
+    profiles were fitted on), committed first."""
+    ready = dict(ready or {})
+    chunks = [ch for ch in chunks if ch in ready] + [ch for ch in chunks if ch not in ready]
     if progress:
         progress(done_rows, total)
     commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="softlabels-commit")
@@ -614,7 +650,7 @@ def _commit_chunks(
     try:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
-            data = _run_chunk(
+            data = ready.pop(chunk, None) or _run_chunk(
                 ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
             )
             nbytes = sum(int(a.nbytes) for a in data.values())
@@ -624,7 +660,9 @@ def _commit_chunks(
             ):
                 settle(block=True)
             # The commit thread also encodes sparse teachers (top-k and the measured error).
-            future = commit_pool.submit(_encode_and_write, writer, chunk, data, tinfo, config)
+            future = commit_pool.submit(
+                _encode_and_write, writer, chunk, data, tinfo, config, profiles
+            )
             queue.append((future, nbytes))
             queued_bytes += nbytes
             done_rows += stop - start
@@ -652,16 +690,119 @@ def _write_layout(writer: Any, statics: dict[str, np.ndarray]) -> None:
 
 
 def _encode_and_write(
-    writer: Any, chunk: int, data: dict[str, np.ndarray], tinfo: dict[str, Any], config: DumpConfig
+    writer: Any,
+    chunk: int,
+    data: dict[str, np.ndarray],
+    tinfo: dict[str, Any],
+    config: DumpConfig,
+    profiles: _Profiles,
 ) -> None:
     """Commit one chunk; a sparse teacher's float32 logits (under its logits path in
     ``data``, see :func:`_run_chunk`) become its top-k arrays and error row first."""
     for name, info in tinfo.items():
         if info.topk is not None:
             logits32 = data.pop(schema.teacher_array(name, schema.LOGITS))
-            encoded = sparse.encode_chunk(logits32, np.dtype(config.dtype), info.topk.k)
+            encoded = sparse.encode_chunk(
+                logits32, np.dtype(config.dtype), info.topk.k, profiles.pairs(name, data)
+            )
             data.update({schema.teacher_array(name, w): a for w, a in encoded.items()})
     writer.write_chunk(chunk, data)
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    """The sparse teachers' rest profiles (``topk/profile``) and the split's labels: what
+    the rest of a chunk's pairs is rebuilt from."""
+
+    tables: dict[str, np.ndarray]
+    labels: np.ndarray  # [N], of the split's rows
+
+    def pairs(self, name: str, data: dict[str, np.ndarray]) -> np.ndarray:
+        """The profiles of a chunk's (row, view) pairs for teacher ``name`` (its row labels
+        and, for mixed views, the partners')."""
+        own = data[schema.LABELS].astype(np.int64)[:, None]
+        partner = data.get(schema.MIX_PARTNER)
+        if partner is None:
+            return sparse.pair_profiles(self.tables[name], own)
+        other = self.labels[np.where(partner >= 0, partner, 0)]
+        return sparse.pair_profiles(self.tables[name], own, other, data[schema.MIX_LAM])
+
+    def fit(self, name: str, data: dict[str, np.ndarray], fit: Any, dtype: Any) -> None:
+        """Add a computed chunk's pairs of teacher ``name`` to ``fit`` (a ProfileFit), as
+        the cache will keep them (cast to its dtype)."""
+        logits = data[schema.teacher_array(name, schema.LOGITS)].astype(dtype)
+        own = data[schema.LABELS].astype(np.int64)
+        partner = data.get(schema.MIX_PARTNER)
+        if partner is None:
+            fit.add(logits, own)
+        else:
+            other = self.labels[np.where(partner >= 0, partner, 0)]
+            fit.add(logits, own, other, data[schema.MIX_LAM])
+
+
+def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int = PROFILE_FIT_BYTES) -> list[int]:
+    """The chunks a rest profile is fitted on: spread evenly over the split (a split sorted
+    by class gives every part of it a say), as many as ``budget`` bytes of outputs hold."""
+    count = max(1, min(num_chunks, budget // max(1, chunk_bytes)))
+    return sorted({int(x) for x in np.linspace(0, num_chunks - 1, count).round()})
+
+
+def _fit_profiles(
+    writer: Any,
+    out: str,
+    ds: Any,
+    split: Any,
+    models: dict[str, Any],
+    tinfo: dict[str, Any],
+    config: DumpConfig,
+    dev: torch.device,
+    view_seeds: Callable[..., np.ndarray],
+    statics: dict[str, np.ndarray],
+) -> tuple[_Profiles, dict[int, dict[str, np.ndarray]]]:
+    """The sparse teachers' rest profiles: read back when the cache's static record holds
+    them (a resume), else fitted on :func:`_fit_chunks`'s chunks, computed here and
+    returned to be committed (``statics`` gets the profiles). Before any chunk is encoded,
+    so every chunk's arrays and measured error are those of the stored profile."""
+    names = [n for n, info in tinfo.items() if info.topk is not None]
+    labels = np.asarray(split.labels, dtype=np.int64)
+    if not names:
+        return _Profiles({}, labels), {}
+    if writer.static_done():
+        return _stored_profiles(out, tinfo, split), {}
+    c, v = int(ds.num_classes), config.num_views
+    row_bytes = v * sum(
+        c * 4 + (info.feature_dim or 0) * np.dtype(config.dtype).itemsize
+        for info in tinfo.values()
+    )
+    chunks = _fit_chunks(writer.num_chunks, writer.chunk_size * row_bytes)
+    profiles = _Profiles({}, labels)
+    fits = {n: sparse.ProfileFit(c, tinfo[n].topk.k) for n in names}
+    ready: dict[int, dict[str, np.ndarray]] = {}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="softlabels-load") as pool:
+        for chunk in chunks:
+            start, stop = writer.rows(chunk)
+            ready[chunk] = _run_chunk(
+                ds, split, models, tinfo, config, start, stop, dev, pool, view_seeds
+            )
+            for n in names:
+                profiles.fit(n, ready[chunk], fits[n], np.dtype(config.dtype))
+    for n in names:
+        profiles.tables[n] = fits[n].table()
+        statics[schema.teacher_array(n, schema.TOPK_PROFILE)] = profiles.tables[n]
+    return profiles, ready
+
+
+def _stored_profiles(out: str, tinfo: dict[str, Any], split: Any) -> _Profiles:
+    """The rest profiles a cache's static record holds (rank 0 stored them)."""
+    from softlabels.stores.reader import Cache
+
+    cache = Cache(out)
+    tables = {
+        n: cache.teacher(n).read_static(schema.TOPK_PROFILE)
+        for n, info in tinfo.items()
+        if info.topk is not None
+    }
+    return _Profiles(tables, np.asarray(split.labels, dtype=np.int64))
 
 
 def _error_doc(exc: BaseException) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,10 +17,7 @@ from softlabels.analysis.virtual import (
     _chains,
     _grid,
     _reduce_rows,
-    _reduce_topk,
-    _TopK,
 )
-from softlabels.stores.topk import dense_view, encode
 
 CPU = torch.device("cpu")
 
@@ -98,43 +94,3 @@ def test_default_grid_chains() -> None:
     assert _chains([0.3, 0.7]) == [[0], [1]]  # no doubles: one exponential each
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    rows=st.integers(1, 30),
-    views=st.integers(1, 3),
-    c=st.integers(3, 80),
-    k_frac=st.floats(0.0, 1.0),
-    spread=st.sampled_from([0.5, 4.0, 25.0]),
-    taus=tau_effs,
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_sparse_closed_form_matches_dense_rebuild(
-    rows: int, views: int, c: int, k_frac: float, spread: float, taus: list[float], seed: int
-) -> None:
-    rng = np.random.default_rng(seed)
-    k = 1 + int(k_frac * (c - 2))  # 1 <= K < C
-    z = (rng.normal(size=(rows, views, c)) * spread).astype(np.float16)
-    chunk = _TopK(*encode(z, k))
-    scales = [1.0 / t for t in taus]
-    got = _reduce_topk(chunk, c, scales, CPU).numpy()
-    dense = chunk.dense(c).reshape(-1, c)  # the rule's dense view, float32
-    np.testing.assert_allclose(got, numpy_sums(dense, scales), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(
-        got, _reduce_rows(dense, 0, len(dense), scales, 7, CPU).numpy(), rtol=2e-5, atol=2e-6
-    )
-
-
-def test_sparse_closed_form_never_builds_the_dense_view(monkeypatch: pytest.MonkeyPatch) -> None:
-    from softlabels.stores import topk
-
-    rng = np.random.default_rng(3)
-    z = rng.normal(size=(6, 2, 50)).astype(np.float32)
-    chunk = _TopK(*encode(z, 4))
-    want = numpy_sums(np.asarray(dense_view(*encode(z, 4), 50)).reshape(-1, 50), [1.0, 0.25])
-
-    def refuse(*_a: object, **_k: object) -> None:
-        raise AssertionError("dense view built")
-
-    monkeypatch.setattr(topk, "dense_view", refuse)
-    got = _reduce_topk(chunk, 50, [1.0, 0.25], CPU).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)

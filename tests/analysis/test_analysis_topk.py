@@ -18,15 +18,24 @@ K = 3
 
 
 def _by_hand(url: str) -> np.ndarray:
-    """The rule's dense view from the stored arrays, written out: the K values at their ids,
-    log(sum of the rest's exp) - log(C - K) elsewhere."""
-    t = open_cache(url).teacher("a")
+    """The rule's dense view from the stored arrays, written out pair by pair: the K values
+    at their ids; on the rest, the pair's label profile centred and scaled to the stored
+    std, shifted so that the rest's log-sum-exp is the stored one."""
+    cache = open_cache(url)
+    t = cache.teacher("a")
     values = t.reader(schema.TOPK_VALUES).read_all().astype(np.float64)
     ids = t.reader(schema.TOPK_INDICES).read_all().astype(np.int64)
-    lse = t.reader(schema.TOPK_REST).read_all()[..., 0].astype(np.float64)
-    c = open_cache(url).num_classes
-    z = np.repeat((lse - np.log(c - K))[..., None], c, axis=-1)
-    np.put_along_axis(z, ids, values, axis=-1)
+    rest = t.reader(schema.TOPK_REST).read_all().astype(np.float64)
+    table = t.read_static(schema.TOPK_PROFILE).astype(np.float64)
+    c = cache.num_classes
+    z = np.empty((*values.shape[:-1], c))
+    for i, y in enumerate(cache.labels):
+        for v in range(values.shape[1]):
+            out = np.setdiff1d(np.arange(c), ids[i, v])
+            p = table[y, out] - table[y, out].mean()
+            r = rest[i, v, 1] / p.std() * p
+            z[i, v, out] = rest[i, v, 0] - np.log(np.exp(r).sum()) + r
+            z[i, v, ids[i, v]] = values[i, v]
     return z
 
 
@@ -52,34 +61,13 @@ def test_tune_tau_on_a_sparse_teacher_uses_rebuilt_distributions(sparse_url: str
     res = runner.invoke(cli_app(), [*args, "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["rebuilt"] == {"a": {"k": K, "rule": "equal-rest", "rule_version": 1}}
+    assert data["rebuilt"] == {"a": {"k": K, "rule": "label-profile", "rule_version": 2}}
     z = _by_hand(url)
     for g in data["grid"]:
         want = direct_v([z], g["tau"], g["power"])
         np.testing.assert_allclose(g["per_class"], want, rtol=2e-5, atol=1e-6)
     text = runner.invoke(cli_app(), args, catch_exceptions=False)
     assert text.exit_code == 0
-    assert "stored top-3: V comes from the distributions rebuilt by rule equal-rest" in " ".join(
+    assert "stored top-3: V comes from the distributions rebuilt by rule label-profile" in " ".join(
         text.stdout.split()
     )
-
-
-def test_sparse_pass_never_builds_the_dense_view(
-    sparse_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """V of a sparse teacher comes from its K values and rest in closed form: no [rows, C]
-    dense view is built (any chunk's would go through stores.topk.dense_view)."""
-    from softlabels.analysis import virtual_examples
-    from softlabels.stores import topk
-
-    want = virtual_examples(sparse_url, taus=(1.0, 2.0, 4.0), powers=(1.0, 0.5))
-
-    def refuse(*_a: object, **_k: object) -> None:
-        raise AssertionError("dense view built")
-
-    monkeypatch.setattr(topk, "dense_view", refuse)
-    got = virtual_examples(sparse_url, taus=(1.0, 2.0, 4.0), powers=(1.0, 0.5))
-    z = _by_hand(sparse_url)
-    for g, w in zip(got.grid, want.grid, strict=True):
-        np.testing.assert_array_equal(g.per_class, w.per_class)
-        np.testing.assert_allclose(g.per_class, direct_v([z], g.tau, g.power), rtol=2e-5)

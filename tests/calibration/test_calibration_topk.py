@@ -38,7 +38,7 @@ def test_calibrate_keeps_storage_and_k(tmp_path: Path, dtype: str) -> None:
     t = c.teacher("a+lws")
     assert (t.storage, t.k, t.info.topk.rule) == ("topk", K, T.RULE)
     assert t.info.calibration is not None and t.info.calibration.method == "lws"
-    assert c.metadata.format == 2 and c.verify() == []
+    assert c.metadata.format == 3 and c.verify() == []
     assert not (sparse / "teachers" / "a+lws" / "logits").exists()
     # the top-k of the logits the dense twin's calibration stores (in the cache's dtype)
     cast = softlabels.open_cache(str(dense)).teacher("a+lws").reader(schema.LOGITS).read_all()
@@ -55,7 +55,12 @@ def test_calibrate_keeps_storage_and_k(tmp_path: Path, dtype: str) -> None:
     z32 = cast
     errors = t.reader(schema.TOPK_ERROR).read_all()
     rest = t.reader(schema.TOPK_REST).read_all()
+    # under the rest profile fitted on every calibrated row (its own, not the source's)
+    table = t.rest_profile()
+    np.testing.assert_allclose(table, T.fit_profile(cast, K, c.labels), atol=1e-6)
+    assert not np.allclose(table, c.teacher("a").rest_profile(), atol=1e-3)
     for chunk in range(c.num_chunks):
         rows = slice(chunk * c.chunk_size, (chunk + 1) * c.chunk_size)
-        want = T.chunk_error(z32[rows], values[rows], ids[rows], rest[rows])
+        prof = T.pair_profiles(table, c.labels[rows, None])
+        want = T.chunk_error(z32[rows], values[rows], ids[rows], rest[rows], prof)
         np.testing.assert_array_equal(errors[chunk], want)

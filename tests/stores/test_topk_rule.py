@@ -1,5 +1,6 @@
-"""The top-k encoding and the equal-rest rebuild rule (stores/topk.py) against independent
-numpy computations, written here from METHODS §12 without the module's helpers."""
+"""The top-k encoding and the rebuild rules (stores/topk.py: label-profile v2, and the
+equal-rest v1 a profile-less view falls back to) against independent numpy computations,
+written here from METHODS §12 without the module's helpers."""
 
 from __future__ import annotations
 
@@ -129,9 +130,38 @@ def _kl(p_log: np.ndarray, q_log: np.ndarray) -> np.ndarray:
     return (np.exp(p_log) * (p_log - q_log)).sum(-1)
 
 
+def _rebuilt_profile(
+    z: np.ndarray, k: int, prof: np.ndarray, tau: float, power: float = 1.0
+) -> np.ndarray:
+    """Rule label-profile v2 by hand, row by row: the rest logits are m + a (p_c - mean p)
+    with a = std(rest z) / std(rest p) and m such that their log-sum-exp is that of z's."""
+    z = z.astype(np.float64)
+    c = z.shape[-1]
+    out = np.empty_like(z)
+    for i, row in enumerate(z):
+        order = sorted(range(c), key=lambda j: (-row[j], j))
+        top, rest = order[:k], order[k:]
+        lse = math.log(sum(math.exp(row[j]) for j in rest))
+        std = float(np.std([row[j] for j in rest]))
+        p = np.array([prof[i][j] for j in rest], np.float64)
+        a = std / p.std() if p.std() > 1e-6 else 0.0
+        r = a * (p - p.mean())
+        m = lse - math.log(np.exp(r).sum())
+        logits = np.empty(c)
+        logits[top] = row[top]
+        logits[rest] = m + r
+        q = _softmax(logits / tau) ** power
+        out[i] = q / q.sum()
+    return out
+
+
 def test_chunk_error_equals_a_recomputation() -> None:
     teacher = _logits(n=24, c=50, seed=5).reshape(12, 2, 50)  # [rows, V, C] float32
-    enc = T.encode_chunk(teacher, np.float16, 5)
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(50, 50)).astype(np.float32)
+    labels = rng.integers(0, 50, size=12)
+    prof = T.pair_profiles(table, labels[:, None])  # [12, 1, 50]: one per row, every view
+    enc = T.encode_chunk(teacher, np.float16, 5, prof)
     err = enc["topk/error"][0]
     assert err.dtype == np.float32 and err.shape == (len(T.ERROR_COLUMNS),)
     z = teacher.reshape(-1, 50).astype(np.float64)
@@ -146,7 +176,7 @@ def test_chunk_error_equals_a_recomputation() -> None:
     ]:
         p = _softmax(z / tau) ** power
         p /= p.sum(-1, keepdims=True)
-        q = _rebuilt(cast, 5, tau, power)
+        q = _rebuilt_profile(cast, 5, np.repeat(table[labels], 2, axis=0), tau, power)
         kl = _kl(np.log(p), np.log(q))
         want[f"kl_mean_{tag}"], want[f"kl_max_{tag}"] = kl.mean(), kl.max()
     want["top1_agreement"] = float(
@@ -174,5 +204,6 @@ def test_k_must_be_between_1_and_c_minus_1(k: int) -> None:
 
 def test_an_unknown_rule_is_refused_in_one_line() -> None:
     T.check_rule(T.RULE, T.RULE_VERSION, "here")
+    T.check_rule("equal-rest", 1, "here")  # caches of the earlier rule are still rebuilt
     with pytest.raises(CacheError, match=r"rule 'equal-rest' version 2.*upgrade softlabels"):
         T.check_rule("equal-rest", 2, "teacher 'a'")

@@ -61,7 +61,7 @@ def test_sparse_targets_are_the_rule_s_dense_view_of_the_batch(caches) -> None:
         assert targets.num_views == 2
         got = targets.logits_for(rows, views)
         assert got.dtype == torch.float32 and got.shape == (5, C)
-        assert np.array_equal(got.numpy(), want)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-5)
         batch = Batch(0, 0, rows, torch.zeros(5, 1), torch.zeros(5, dtype=torch.long), view=views)
         assert torch.equal(targets.batch_logits(batch), got)
     dense = load_targets(open_cache(caches["dense"]), "bsce", dev)

@@ -82,17 +82,19 @@ def test_sparse_teacher_holds_the_top_k_of_its_dense_twin(sparse: Path, dense) -
 def test_format_and_metadata(sparse: Path, dense) -> None:
     cache = softlabels.open_cache(str(sparse))
     t = cache.teacher("a")
-    assert cache.metadata.format == 2 and schema.FORMAT_VERSION == 2
+    assert cache.metadata.format == 3 and schema.FORMAT_VERSION == 3
     assert (t.storage, t.k) == ("topk", K)
     info = t.info.topk
     assert info is not None
-    assert (info.rule, info.rule_version, info.k, info.index_dtype) == (
-        "equal-rest",
-        1,
+    assert (info.rule, info.rule_version, info.k, info.index_dtype, info.profile) == (
+        "label-profile",
+        2,
         K,
         "uint16",
+        "label",
     )
-    assert info.rest == ("lse",) and info.error_columns == T.ERROR_COLUMNS
+    assert info.rest == ("lse", "std") and info.error_columns == T.ERROR_COLUMNS
+    assert t.rest_profile().shape == (C, C)
     assert cache.metadata.config["topk"] == K
     assert not (sparse / "teachers" / "a" / "logits").exists()
     assert (sparse / "teachers" / "a" / "features").exists()  # features stay dense
@@ -101,15 +103,42 @@ def test_format_and_metadata(sparse: Path, dense) -> None:
     assert twin.teacher("a").storage == "dense" and twin.teacher("a").k is None
 
 
-def _recomputed_error(teacher32: np.ndarray, values, ids, rest) -> list[float]:
+def _profile_by_hand(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """b[y, c]: mean over the pairs of label y with c outside their top K of z_c - mean of
+    their rest; where label y has no such pair, the mean over every label's pairs."""
+    s, w = np.zeros((C, C)), np.zeros((C, C))
+    for row, y in zip(z.astype(np.float64), labels, strict=True):
+        for pair in row:
+            rest = np.argsort(-pair, kind="stable")[K:]
+            s[y, rest] += pair[rest] - pair[rest].mean()
+            w[y, rest] += 1
+    overall = s.sum(0) / w.sum(0)
+    return np.where(w > 0, s / np.maximum(w, 1), overall)
+
+
+def test_the_stored_profile_is_fitted_on_every_row_of_the_dense_twin(sparse: Path, dense) -> None:
+    cache = softlabels.open_cache(str(sparse))
+    z = _dense(dense["float16"])  # the values the sparse cache keeps
+    want = _profile_by_hand(z, cache.labels)
+    np.testing.assert_allclose(cache.teacher("a").rest_profile(), want, rtol=1e-5, atol=1e-6)
+
+
+def _recomputed_error(teacher32: np.ndarray, values, ids, rest, prof) -> list[float]:
     """The error columns by hand: KL(softmax_T(teacher) || softmax_T(rebuilt)), DiVE's power
-    normalisation, top-1 agreement; mean and max over (row, view) pairs."""
+    normalisation, top-1 agreement; mean and max over (row, view) pairs. The rebuilt rest:
+    m + a (p - mean p) on the rest, a = std / std(p), log-sum-exp lse (rule v2)."""
     z = teacher32.reshape(-1, C).astype(np.float64)
     v = values.reshape(-1, K).astype(np.float64)
     i = ids.reshape(-1, K).astype(np.int64)
-    m = rest.reshape(-1, 1).astype(np.float64) - np.log(C - K)
-    d = np.repeat(m, C, axis=1)
-    np.put_along_axis(d, i, v, axis=1)
+    st = rest.reshape(-1, 2).astype(np.float64)
+    p = prof.reshape(-1, C).astype(np.float64)
+    d = np.empty_like(z)
+    for r in range(len(z)):
+        rest_ids = np.setdiff1d(np.arange(C), i[r])
+        q = p[r, rest_ids] - p[r, rest_ids].mean()
+        x = st[r, 1] / q.std() * q
+        d[r, rest_ids] = st[r, 0] - np.log(np.exp(x).sum()) + x
+        d[r, i[r]] = v[r]
 
     def logp(x: np.ndarray, tau: float, power: float) -> np.ndarray:
         e = np.exp(x / tau - (x / tau).max(1, keepdims=True))
@@ -130,11 +159,14 @@ def test_recorded_error_equals_a_recomputation(sparse: Path, dense) -> None:
     z32 = _dense(dense["float32"])  # the teacher's float32 output, row for row
     errors = got[schema.TOPK_ERROR]
     assert errors.shape == (5, len(T.ERROR_COLUMNS)) and errors.dtype == np.float32
+    cache = softlabels.open_cache(str(sparse))
+    table, labels = cache.teacher("a").rest_profile(), cache.labels
     for chunk in range(5):
         rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
+        prof = np.repeat(table[labels[rows]], 2, axis=0)  # each row's label, both views
         want = _recomputed_error(
             z32[rows], got[schema.TOPK_VALUES][rows], got[schema.TOPK_INDICES][rows],
-            got[schema.TOPK_REST][rows],
+            got[schema.TOPK_REST][rows], prof,
         )  # fmt: skip
         np.testing.assert_allclose(errors[chunk], want, rtol=1e-4, atol=1e-9)
     # the summary: means weighted by the chunks' rows (32, 32, 32, 32, 31), max of maxima
@@ -149,7 +181,7 @@ def test_inspect_shows_the_error(sparse: Path, cli) -> None:
     assert result.exit_code == 0, result.stderr
     (t,) = json.loads(result.stdout)["teachers"]
     assert (t["storage"], t["k"], t["logits_shape"]) == ("topk", K, [159, 2, C])
-    assert t["topk"]["rule"] == "equal-rest" and len(t["topk_error"]["chunks"]) == 5
+    assert t["topk"]["rule"] == "label-profile" and len(t["topk_error"]["chunks"]) == 5
     assert set(t["topk_error"]["summary"]) == set(T.ERROR_COLUMNS)
     text = cli("inspect", sparse)
     assert text.exit_code == 0
@@ -203,19 +235,21 @@ def test_formats_this_version_cannot_read_are_refused_in_one_line(
         return dst
 
     newer = copy_of(sparse)
-    _set_root(newer, lambda a: a.update(format=3))
+    _set_root(newer, lambda a: a.update(format=4))
     line = one_error_line(cli("inspect", newer))
-    assert "has cache format 3; this softlabels reads formats 1 and 2" in line
-    # a cache that claims format 1 (what an older softlabels reads) never holds a sparse teacher
-    older = copy_of(sparse)
-    _set_root(older, lambda a: a.update(format=1))
-    line = one_error_line(cli("inspect", older))
-    assert "Expected 2 (sparse teacher 'a') at softlabels.format, got 1" in line
+    assert "has cache format 4; this softlabels reads formats 1, 2 and 3" in line
+    # a cache that claims format 1 or 2 (what an older softlabels reads) never holds a
+    # teacher with a rest profile
+    for claimed in (1, 2):
+        older = copy_of(sparse)
+        _set_root(older, lambda a, f=claimed: a.update(format=f))
+        line = one_error_line(cli("inspect", older))
+        assert f"Expected 3 (sparse teacher 'a') at softlabels.format, got {claimed}" in line
     # top-k outputs under a rule this version does not know: refused before any target is read
     rule = copy_of(sparse)
-    _set_root(rule, lambda a: a["teachers"]["a"]["topk"].update(rule_version=2))
+    _set_root(rule, lambda a: a["teachers"]["a"]["topk"].update(rule_version=3))
     t = softlabels.open_cache(str(rule)).teacher("a")
-    with pytest.raises(CacheError, match="version 2; this softlabels rebuilds 'equal-rest'"):
+    with pytest.raises(CacheError, match="version 3; this softlabels rebuilds .label-profile. version 2"):
         t.dense_logits([0])
 
 
