@@ -101,8 +101,10 @@ def run_seed(seed: int, out: Path, cfg: dict[str, Any], args: argparse.Namespace
         caches[kind] = {"cache": cache, "plan": plan_file, "dump_s": dump_s,
                         "bytes": cache_bytes(cache), "tune_tau": tau}  # fmt: skip
 
-    def distill(kind: str) -> tuple[str, Path, float]:
+    def distill(kind: str) -> tuple[str, Path, float | None]:
         folder = out / f"students-{kind}"
+        if args.reuse_students and (folder / "summary.json").exists():
+            return kind, folder / "summary.json", None  # finished before, same plan
         t0 = time.perf_counter()
         run(
             f"distill {kind}", "distill", caches[kind]["cache"], "--dataset", data,
@@ -213,7 +215,7 @@ def print_tables(results: list[dict[str, Any]], kinds: list[str]) -> None:
             print(
                 f"| {r['seed']} | {kind} | {ch['tau']:g}, {ch['power']:g} ({ch['tau_eff']:g}) "
                 f"| {steps} | {ratio:.3f} | {c['bytes']:,} | {c['dump_s']:.1f} "
-                f"| {c['distill_s']:.0f} |"
+                f"| {'reused' if c['distill_s'] is None else format(c['distill_s'], '.0f')} |"
             )
 
 
@@ -230,6 +232,12 @@ def main() -> None:
     ap.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "testbed_plan.toml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-sparse-dense"))
     ap.add_argument("--resume", action="store_true", help="reuse the seeds finished under --out")
+    ap.add_argument(
+        "--reuse-students",
+        action="store_true",
+        help="a cache kind whose students-<kind>/summary.json exists under a seed is not "
+        "distilled again (e.g. dense students kept from an earlier run of the same plan)",
+    )
     ap.add_argument("--report", action="store_true", help="only print the finished seeds")
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)

@@ -267,7 +267,9 @@ class TeacherArrays:
         c = self.cache.num_classes
         if table is None:
             return dense_view(values, indices, rest, c)
-        return dense_view(values, indices, rest, c, pair_profiles(table, *self.cache.pair_labels(rows)))
+        return dense_view(
+            values, indices, rest, c, pair_profiles(table, *self.cache.pair_labels(rows))
+        )
 
     def dense_chunks(self, *, verify: bool = True) -> Iterator[tuple[int, int, np.ndarray]]:
         """(start, stop, logits [rows, V, C]) for every chunk in order, read once (checksums

@@ -265,7 +265,9 @@ class ProfileFit:
         """The profile, float32 ``[C, C]`` ("label") or ``[1, C]`` ("class")."""
         total, count = self._sum.sum(0), self._count.sum(0)
         overall = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        by_row = np.divide(self._sum, self._count, out=np.zeros_like(self._sum), where=self._count > 0)
+        by_row = np.divide(
+            self._sum, self._count, out=np.zeros_like(self._sum), where=self._count > 0
+        )
         return np.where(self._count > 0, by_row, overall[None]).astype(np.float32)
 
 
@@ -282,9 +284,7 @@ def fit_profile(
     return fit.table()
 
 
-def pair_profiles(
-    table: Any, labels: Any, partner_labels: Any = None, lam: Any = None
-) -> Any:
+def pair_profiles(table: Any, labels: Any, partner_labels: Any = None, lam: Any = None) -> Any:
     """The profile of each (row, view) pair ``[..., C]`` (numpy or torch, as ``table``):
     ``table[labels]`` (a one-row table: that row, broadcast), a mixed view's ``lam
     table[y_i] + (1 - lam) table[y_j]``. ``labels`` has the pairs' shape or broadcasts to
@@ -312,9 +312,7 @@ def _rest_value(rest: np.ndarray, num_rest: int) -> np.ndarray:
     return rest[..., 0].astype(np.float32) - np.float32(_rest_logit(num_rest))
 
 
-def dense_view(
-    values: Any, indices: Any, rest: Any, num_classes: int, profile: Any = None
-) -> Any:
+def dense_view(values: Any, indices: Any, rest: Any, num_classes: int, profile: Any = None) -> Any:
     """The rule's dense logits ``[..., C]`` float32: the K values at their ids, the rest's
     logits elsewhere. numpy in, numpy out; a torch tensor in, a tensor on its device out
     (``[B, C]`` per batch: never more than the rows asked for).

@@ -740,9 +740,11 @@ class _Profiles:
             fit.add(logits, own, other, data[schema.MIX_LAM])
 
 
-def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int = PROFILE_FIT_BYTES) -> list[int]:
+def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int | None = None) -> list[int]:
     """The chunks a rest profile is fitted on: spread evenly over the split (a split sorted
-    by class gives every part of it a say), as many as ``budget`` bytes of outputs hold."""
+    by class gives every part of it a say), as many as ``budget`` bytes of outputs hold
+    (:data:`PROFILE_FIT_BYTES` by default)."""
+    budget = PROFILE_FIT_BYTES if budget is None else budget
     count = max(1, min(num_chunks, budget // max(1, chunk_bytes)))
     return sorted({int(x) for x in np.linspace(0, num_chunks - 1, count).round()})
 
@@ -771,8 +773,7 @@ def _fit_profiles(
         return _stored_profiles(out, tinfo, split), {}
     c, v = int(ds.num_classes), config.num_views
     row_bytes = v * sum(
-        c * 4 + (info.feature_dim or 0) * np.dtype(config.dtype).itemsize
-        for info in tinfo.values()
+        c * 4 + (info.feature_dim or 0) * np.dtype(config.dtype).itemsize for info in tinfo.values()
     )
     chunks = _fit_chunks(writer.num_chunks, writer.chunk_size * row_bytes)
     profiles = _Profiles({}, labels)

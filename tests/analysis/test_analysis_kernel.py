@@ -92,5 +92,3 @@ def test_default_grid_chains() -> None:
         for a, b in pairwise(ch):
             assert scales[b] == 2 * scales[a]
     assert _chains([0.3, 0.7]) == [[0], [1]]  # no doubles: one exponential each
-
-

@@ -86,3 +86,26 @@ def test_two_ranks_write_the_mixed_views_of_one_process(tmp_path: Path) -> None:
     for x, y in zip(a.read_mix() or (), b.read_mix() or (), strict=True):
         assert (x == y).all()
     assert (a.read_mix()[0] >= 0).any()  # type: ignore[index]
+
+
+def test_two_ranks_write_the_sparse_cache_of_one_process(tmp_path: Path) -> None:
+    """Rank 0 fits the rest profile on its chunks and commits them before the others start;
+    the other rank reads the stored profile: the same files as one process."""
+    from softlabels_distributed_helpers import BATCH, CHUNK, DATASET, TEACHERS, one_thread
+
+    from softlabels.teachers import DumpConfig, dump, parse_teacher
+
+    out = tmp_path / "two.slc"
+    proc = torchrun(*dump_args(out), "--topk", "3", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["status"] == "created" and result["chunks_written"] == 10
+    one = tmp_path / "one.slc"
+    cfg = DumpConfig(
+        dataset=DATASET, teachers=tuple(parse_teacher(t) for t in TEACHERS), views=2,
+        chunk_size=CHUNK, batch_size=BATCH, topk=3,
+    )  # fmt: skip
+    with one_thread():
+        dump(cfg, str(one), device="cpu")
+    assert cache_files(out) == cache_files(one)
+    assert open_cache(str(out)).verify() == []

@@ -249,7 +249,9 @@ def test_formats_this_version_cannot_read_are_refused_in_one_line(
     rule = copy_of(sparse)
     _set_root(rule, lambda a: a["teachers"]["a"]["topk"].update(rule_version=3))
     t = softlabels.open_cache(str(rule)).teacher("a")
-    with pytest.raises(CacheError, match="version 3; this softlabels rebuilds .label-profile. version 2"):
+    with pytest.raises(
+        CacheError, match=r"version 3; this softlabels rebuilds 'label-profile' version 2"
+    ):
         t.dense_logits([0])
 
 
@@ -307,3 +309,107 @@ def test_verify_teacher_compares_the_stored_values(sparse: Path, cli) -> None:
     assert check["storage"] == "topk" and check["ok"] and check["sampled"] == 256
     other = cli("verify", sparse, "--dataset", DATASET, "--teacher", "a=mlp", "--json")
     assert other.exit_code == 1 and json.loads(other.stdout)["teacher_check"]["bad"]
+
+
+def test_a_dump_stopped_before_its_profile_was_stored_starts_over(
+    sparse: Path, copy_of, cli
+) -> None:
+    """No chunk is committed before the rest profile (the static record) is: a dump killed
+    while fitting it left no chunk, and the rerun fits the same profile."""
+    out = copy_of(sparse)
+    for rec in (out / "manifest").iterdir():
+        if rec.name.startswith(("chunk-", "static")):
+            rec.unlink()
+    shutil.rmtree(out / "teachers" / "a" / "topk" / "profile" / "c")
+    result = cli(*_dump_args(out, "--views", 2, "--topk", K), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "created"
+    assert cache_files(out) == cache_files(sparse)
+
+
+def test_fit_chunks_are_spread_over_the_split_within_the_budget() -> None:
+    from softlabels.teachers.dump import _fit_chunks
+
+    assert _fit_chunks(10, 100, budget=10**9) == list(range(10))
+    assert _fit_chunks(10, 100, budget=250) == [0, 9]
+    assert _fit_chunks(10, 100, budget=500) == [0, 2, 4, 7, 9]
+    assert _fit_chunks(10, 100, budget=50) == [0]  # at least one chunk
+
+
+def test_a_profile_fitted_on_some_chunks_and_a_resume_that_reads_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dense
+) -> None:
+    """With a budget of two chunks' outputs the profile comes from the first and last chunk
+    only; a dump resumed after that reads the stored profile (the bytes of an uninterrupted
+    dump), it does not fit another on the chunks left."""
+    import sys
+
+    dump_module = sys.modules["softlabels.teachers.dump"]
+
+    per_chunk = CHUNK * 2 * C * 4 + CHUNK * 2 * 128 * 2  # logits float32 + float16 features
+    monkeypatch.setattr(dump_module, "PROFILE_FIT_BYTES", 2 * per_chunk)
+    whole = tmp_path / "whole.slc"
+    dump_to(whole, views=2, topk=K)
+    cache = softlabels.open_cache(str(whole))
+    z = _dense(dense["float16"])
+    rows = np.r_[0:CHUNK, 4 * CHUNK : cache.num_samples]  # chunks 0 and 4 of 5
+    want = _profile_by_hand(z[rows], cache.labels[rows])
+    np.testing.assert_allclose(cache.teacher("a").rest_profile(), want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want, _profile_by_hand(z, cache.labels), atol=1e-4)
+    # a crash after the profile and chunks 0, 4 and 2 were committed
+    part = tmp_path / "part.slc"
+    shutil.copytree(whole, part)
+    for chunk in (1, 3):
+        (part / "manifest" / f"chunk-{chunk:06d}.json").unlink()
+    result = dump_to(part, views=2, topk=K)
+    assert (result.status, result.chunks_written) == ("resumed", 2)
+    assert cache_files(part) == cache_files(whole)
+
+
+def test_mixed_views_fit_the_profile_with_their_partners_labels(tmp_path: Path) -> None:
+    """A mixed view counts for its row's label by lam and its partner's by 1 - lam, and its
+    targets are rebuilt from that mix of the two label profiles, in every reader."""
+    import torch
+
+    from softlabels.students.targets import load_targets
+
+    mix = {"mixup": 0.4, "cutmix": 1.0, "mix_prob": 0.7}
+    sparse_out, dense_out = tmp_path / "sparse.slc", tmp_path / "dense.slc"
+    dump_to(sparse_out, views=2, topk=K, **mix)
+    dump_to(dense_out, views=2, **mix)
+    cache = softlabels.open_cache(str(sparse_out))
+    partner, lam, _box = cache.read_mix()
+    assert (partner >= 0).any() and (lam < 1).any()
+    z = _dense(dense_out).astype(np.float64)
+    s, w = np.zeros((C, C)), np.zeros((C, C))
+    labels = cache.labels
+    for i in range(len(z)):
+        for v in range(2):
+            rest = np.argsort(-z[i, v], kind="stable")[K:]
+            dev = z[i, v, rest] - z[i, v, rest].mean()
+            weights = [(labels[i], float(lam[i, v]))]
+            if partner[i, v] >= 0:
+                weights.append((labels[partner[i, v]], 1.0 - float(lam[i, v])))
+            for y, wt in weights:
+                s[y, rest] += wt * dev
+                w[y, rest] += wt
+    overall = s.sum(0) / w.sum(0)
+    want = np.where(w > 0, s / np.maximum(w, 1e-300), overall)
+    table = cache.teacher("a").rest_profile()
+    np.testing.assert_allclose(table, want, rtol=1e-4, atol=1e-5)
+    # a mixed pair's targets use lam * b[y_i] + (1 - lam) * b[y_j]: the reader and the
+    # training targets agree, and both differ from the row's own label's profile
+    i, v = np.argwhere((partner >= 0) & (lam < 0.9))[0]
+    got = cache.teacher("a").dense_logits([i])[0, v]
+    t = cache.teacher("a")
+    vals, ids, rest = (
+        t.read_rows(a, [i])[0, v]
+        for a in (schema.TOPK_VALUES, schema.TOPK_INDICES, schema.TOPK_REST)
+    )
+    mixed = lam[i, v] * table[labels[i]] + (1 - lam[i, v]) * table[labels[partner[i, v]]]
+    np.testing.assert_allclose(got, T.dense_view(vals, ids, rest, C, mixed), atol=1e-5)
+    assert not np.allclose(got, T.dense_view(vals, ids, rest, C, table[labels[i]]), atol=1e-4)
+    targets = load_targets(cache, "a", torch.device("cpu"))
+    np.testing.assert_allclose(
+        targets.logits_for(np.array([i]), np.array([v])).numpy()[0], got, atol=1e-5
+    )
