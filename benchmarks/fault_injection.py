@@ -169,10 +169,10 @@ def damage_trials(
             "missed": [d for d, ok in zip(done, named, strict=True) if not ok],
         }
         # What distill and tune-tau read of teacher a: its logits chunks (a sparse teacher's
-        # top-k values, ids and rest), their records, metadata.
+        # top-k values, ids, rest and rest profile), their records, metadata.
         read = (
             "teachers/a/logits",
-            *(f"teachers/a/topk/{w}" for w in ("values", "indices", "rest")),
+            *(f"teachers/a/topk/{w}" for w in ("values", "indices", "rest", "profile")),
         )
         logits = [
             t
