@@ -157,7 +157,7 @@ def profiled() -> Iterator[Timers]:
 
         def submit(self, fn: Any, /, *a: Any, **k: Any) -> Any:
             future = super().submit(fn, *a, **k)
-            if getattr(fn, "__name__", "") == "write_chunk":
+            if getattr(fn, "__name__", "") in ("write_chunk", "_encode_and_write"):
                 future._bench_commit = True  # type: ignore[attr-defined]
             return future
 

@@ -387,24 +387,17 @@ def dump(
     }
 
     try:
+        job = _Job(
+            config=config,
+            ds=ds,
+            split=split,
+            models=models,
+            tinfo=tinfo,
+            dev=dev,
+            view_seeds=epoch_aligned_seeds if config.schedule == "epoch" else view_seeds,
+        )
         return _write_cache(
-            config,
-            out,
-            meta,
-            specs,
-            tables,
-            models,
-            tinfo,
-            ds,
-            split,
-            dev,
-            overwrite,
-            break_lock,
-            workers,
-            progress,
-            epoch_aligned_seeds if config.schedule == "epoch" else view_seeds,
-            t0,
-            ctx,
+            job, out, meta, specs, tables, overwrite, break_lock, workers, progress, t0, ctx
         )
     except OSError as exc:
         if isinstance(exc, SoftlabelsError):
@@ -414,6 +407,19 @@ def dump(
             f"writing the cache {out} failed: {what}; every chunk committed before is kept; "
             "fix the storage (free space, permissions) and rerun the same command to resume"
         ) from exc
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What computing a chunk needs: the settings, the dataset split, the loaded teachers."""
+
+    config: DumpConfig
+    ds: Any  # the dataset
+    split: Any  # its split being dumped
+    models: dict[str, Any]  # (loaded model, classifier weights or None) by teacher name
+    tinfo: dict[str, Any]  # TeacherInfo by teacher name
+    dev: torch.device
+    view_seeds: Callable[..., np.ndarray]  # the schedule's view seeds (seed, rows, V)
 
 
 def _topk_specs(
@@ -452,21 +458,15 @@ def _distributed_setup(device: str, out: str) -> Any:
 
 
 def _write_cache(
-    config: DumpConfig,
+    job: _Job,
     out: str,
     meta: Any,  # CacheMeta
     specs: list[Any],
     tables: dict[str, Any],
-    models: dict[str, Any],
-    tinfo: dict[str, Any],  # TeacherInfo by name
-    ds: Any,
-    split: Any,
-    dev: torch.device,
     overwrite: bool,
     break_lock: bool,
     workers: int,
     progress: Progress | None,
-    view_seeds: Callable[..., np.ndarray],
     t0: float,
     ctx: Any,
 ) -> DumpResult:
@@ -476,6 +476,7 @@ def _write_cache(
     from softlabels.stores.reader import Cache
     from softlabels.stores.writer import CacheWriter
 
+    config, models, tinfo, split, dev = job.config, job.models, job.tinfo, job.split, job.dev
     n, c, v = meta.N, meta.C, meta.V
     statics = {
         schema.teacher_array(name, what): arr.detach().float().cpu().numpy()
@@ -503,13 +504,11 @@ def _write_cache(
                     compressor=config.compressor,
                     prepare=ctx.distributed,
                 )
-                profiles, ready = _fit_profiles(
-                    writer, out, ds, split, models, tinfo, config, dev, view_seeds, statics
-                )
+                profiles, ready = _fit_profiles(writer, out, job, statics)
                 if ctx.distributed:
                     _write_layout(writer, statics)
                     for chunk, data in ready.items():  # the chunks the profiles came from
-                        _encode_and_write(writer, chunk, data, tinfo, config, profiles)
+                        _encode_and_write(writer, chunk, data, job, profiles)
                 setup = {
                     "pending": writer.pending_chunks(),
                     "num_chunks": writer.num_chunks,
@@ -546,15 +545,9 @@ def _write_cache(
             mine,
             total - share,
             total,
-            ds,
-            split,
-            models,
-            tinfo,
-            config,
-            dev,
+            job,
             workers,
             progress,
-            view_seeds,
             profiles,
             # Metadata, tables and static arrays (the classifiers) come from rank 0 alone.
             layout=None if ctx.distributed or not ctx.is_main else statics,
@@ -600,15 +593,9 @@ def _commit_chunks(
     chunks: list[int],
     done_rows: int,
     total: int,
-    ds: Any,
-    split: Any,
-    models: dict[str, Any],
-    tinfo: dict[str, Any],
-    config: DumpConfig,
-    dev: torch.device,
+    job: _Job,
     workers: int,
     progress: Progress | None,
-    view_seeds: Callable[..., np.ndarray],
     profiles: _Profiles,
     layout: dict[str, np.ndarray] | None = None,
     ready: dict[int, dict[str, np.ndarray]] | None = None,
@@ -650,9 +637,7 @@ def _commit_chunks(
     try:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
-            data = ready.pop(chunk, None) or _run_chunk(
-                ds, split, models, tinfo, config, start, stop, dev, load_pool, view_seeds
-            )
+            data = ready.pop(chunk, None) or _run_chunk(job, start, stop, load_pool)
             nbytes = sum(int(a.nbytes) for a in data.values())
             settle(block=False)
             while queue and (
@@ -660,9 +645,7 @@ def _commit_chunks(
             ):
                 settle(block=True)
             # The commit thread also encodes sparse teachers (top-k and the measured error).
-            future = commit_pool.submit(
-                _encode_and_write, writer, chunk, data, tinfo, config, profiles
-            )
+            future = commit_pool.submit(_encode_and_write, writer, chunk, data, job, profiles)
             queue.append((future, nbytes))
             queued_bytes += nbytes
             done_rows += stop - start
@@ -690,20 +673,15 @@ def _write_layout(writer: Any, statics: dict[str, np.ndarray]) -> None:
 
 
 def _encode_and_write(
-    writer: Any,
-    chunk: int,
-    data: dict[str, np.ndarray],
-    tinfo: dict[str, Any],
-    config: DumpConfig,
-    profiles: _Profiles,
+    writer: Any, chunk: int, data: dict[str, np.ndarray], job: _Job, profiles: _Profiles
 ) -> None:
     """Commit one chunk; a sparse teacher's float32 logits (under its logits path in
     ``data``, see :func:`_run_chunk`) become its top-k arrays and error row first."""
-    for name, info in tinfo.items():
+    for name, info in job.tinfo.items():
         if info.topk is not None:
             logits32 = data.pop(schema.teacher_array(name, schema.LOGITS))
             encoded = sparse.encode_chunk(
-                logits32, np.dtype(config.dtype), info.topk.k, profiles.pairs(name, data)
+                logits32, np.dtype(job.config.dtype), info.topk.k, profiles.pairs(name, data)
             )
             data.update({schema.teacher_array(name, w): a for w, a in encoded.items()})
     writer.write_chunk(chunk, data)
@@ -750,28 +728,20 @@ def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int | None = None) ->
 
 
 def _fit_profiles(
-    writer: Any,
-    out: str,
-    ds: Any,
-    split: Any,
-    models: dict[str, Any],
-    tinfo: dict[str, Any],
-    config: DumpConfig,
-    dev: torch.device,
-    view_seeds: Callable[..., np.ndarray],
-    statics: dict[str, np.ndarray],
+    writer: Any, out: str, job: _Job, statics: dict[str, np.ndarray]
 ) -> tuple[_Profiles, dict[int, dict[str, np.ndarray]]]:
     """The sparse teachers' rest profiles: read back when the cache's static record holds
     them (a resume), else fitted on :func:`_fit_chunks`'s chunks, computed here and
     returned to be committed (``statics`` gets the profiles). Before any chunk is encoded,
     so every chunk's arrays and measured error are those of the stored profile."""
+    config, tinfo = job.config, job.tinfo
     names = [n for n, info in tinfo.items() if info.topk is not None]
-    labels = np.asarray(split.labels, dtype=np.int64)
+    labels = np.asarray(job.split.labels, dtype=np.int64)
     if not names:
         return _Profiles({}, labels), {}
     if writer.static_done():
-        return _stored_profiles(out, tinfo, split), {}
-    c, v = int(ds.num_classes), config.num_views
+        return _stored_profiles(out, tinfo, job.split), {}
+    c, v = int(job.ds.num_classes), config.num_views
     row_bytes = v * sum(
         c * 4 + (info.feature_dim or 0) * np.dtype(config.dtype).itemsize for info in tinfo.values()
     )
@@ -782,9 +752,7 @@ def _fit_profiles(
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="softlabels-load") as pool:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
-            ready[chunk] = _run_chunk(
-                ds, split, models, tinfo, config, start, stop, dev, pool, view_seeds
-            )
+            ready[chunk] = _run_chunk(job, start, stop, pool)
             for n in names:
                 profiles.fit(n, ready[chunk], fits[n], np.dtype(config.dtype))
     for n in names:
@@ -830,26 +798,23 @@ def _error_from(doc: dict[str, Any]) -> BaseException:
     return RuntimeError(f"rank 0 failed while opening the cache: {doc.get('type')}: {message}")
 
 
-def _run_chunk(
-    ds: Any,
-    split: Any,
-    models: dict[str, Any],
-    tinfo: dict[str, Any],
-    config: DumpConfig,
-    start: int,
-    stop: int,
-    dev: torch.device,
-    pool: ThreadPoolExecutor,
-    view_seeds: Callable[..., np.ndarray],
-) -> dict[str, np.ndarray]:
+def _run_chunk(job: _Job, start: int, stop: int, pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
     """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite).
 
     A sparse teacher's entry (at its logits path) holds its float32 logits, checked finite
     in the cache's dtype; :func:`_encode_and_write` turns them into its top-k arrays."""
+    config, ds, split, models, tinfo, dev = (
+        job.config,
+        job.ds,
+        job.split,
+        job.models,
+        job.tinfo,
+        job.dev,
+    )
     rows = np.arange(start, stop, dtype=np.int64)
     v = config.num_views
     seeds = (
-        view_seeds(config.seed, rows, v)
+        job.view_seeds(config.seed, rows, v)
         if config.views > 0
         else np.zeros((len(rows), 1), np.uint64)
     )
@@ -858,7 +823,7 @@ def _run_chunk(
         schema.LABELS: split.labels[start:stop].astype(np.int32),
         schema.VIEW_SEEDS: seeds.astype(np.uint64),
     }
-    mixes = _draw_mixes(ds, split, config, seeds)
+    mixes = _draw_mixes(job, seeds)
     if mixes is not None:
         out[schema.MIX_PARTNER] = np.stack([m.partner for m in mixes], axis=1)
         out[schema.MIX_LAM] = np.stack([m.lam for m in mixes], axis=1)
@@ -895,8 +860,10 @@ def _run_chunk(
             x = (
                 ds.clean(raw)
                 if config.views == 0
-                else _view_inputs(ds, split, config, raw, seeds[lo:hi, view], view, view_seeds,
-                                  None if mixes is None else mixes[view].take(slice(lo, hi)), dev)
+                else _view_inputs(
+                    job, raw, seeds[lo:hi, view], view,
+                    None if mixes is None else mixes[view].take(slice(lo, hi)),
+                )
             )  # fmt: skip
             # Casting to float16 turns values beyond its range into Inf; the check below names them.
             with torch.inference_mode(), np.errstate(over="ignore", invalid="ignore"):
@@ -915,19 +882,7 @@ def _run_chunk(
             hint = (
                 "the values overflow float16: use --dtype float32; "
                 if np_dtype == np.float16
-                and _finite_in_fp32(
-                    models[name][0],
-                    ds,
-                    split,
-                    config,
-                    start,
-                    rows[bad],
-                    seeds,
-                    dev,
-                    what,
-                    view_seeds,
-                    mixes,
-                )
+                and _finite_in_fp32(models[name][0], job, start, rows[bad], seeds, what, mixes)
                 else ""
             )
             raise nonfinite_error(
@@ -939,64 +894,57 @@ def _run_chunk(
     return out
 
 
-def _draw_mixes(ds: Any, split: Any, config: DumpConfig, seeds: np.ndarray) -> list[Any] | None:
+def _draw_mixes(job: _Job, seeds: np.ndarray) -> list[Any] | None:
     """The mix of every (row, view) of a chunk, one :class:`~softlabels.data.mixing.Mix` per
     view, from the views' own seeds (None without mixing)."""
     from softlabels.data.mixing import draw
 
-    mixing = config.mixing
+    mixing = job.config.mixing
     if mixing is None:
         return None
-    spatial = tuple(ds.input_shape[1:])
-    return [draw(mixing, seeds[:, view], len(split), spatial) for view in range(seeds.shape[1])]
+    spatial = tuple(job.ds.input_shape[1:])
+    n = len(job.split)
+    return [draw(mixing, seeds[:, view], n, spatial) for view in range(seeds.shape[1])]
 
 
 def _view_inputs(
-    ds: Any,
-    split: Any,
-    config: DumpConfig,
-    raw: torch.Tensor,
-    seeds: np.ndarray,
-    view: int,
-    view_seeds: Callable[..., np.ndarray] | None,
-    mix: Any,
-    dev: torch.device,
+    job: _Job, raw: torch.Tensor, seeds: np.ndarray, view: int, mix: Any
 ) -> torch.Tensor:
     """Augmented view ``view`` of a batch, mixed with its partners' own (unmixed) view ``view``
     when ``mix`` says so (the partners are loaded here: they may be in any chunk)."""
     from softlabels.data.mixing import mix_views
 
+    config, ds = job.config, job.ds
+
     def partner_views(partners: np.ndarray) -> torch.Tensor:
-        assert view_seeds is not None
-        s = view_seeds(config.seed, partners, config.num_views)[:, view]
-        return ds.augment(split.load(partners).to(dev), s, strength=config.strength)
+        s = job.view_seeds(config.seed, partners, config.num_views)[:, view]
+        return ds.augment(job.split.load(partners).to(job.dev), s, strength=config.strength)
 
     return mix_views(ds.augment(raw, seeds, strength=config.strength), mix, partner_views)
 
 
 def _finite_in_fp32(
     lm: Any,
-    ds: Any,
-    split: Any,
-    config: DumpConfig,
+    job: _Job,
     start: int,
     bad_rows: np.ndarray,
     seeds: np.ndarray,
-    dev: torch.device,
     what: str = schema.LOGITS,
-    view_seeds: Callable[..., np.ndarray] | None = None,
     mixes: list[Any] | None = None,
 ) -> bool:
     """Whether the offending outputs are finite before the float16 cast (an overflow)."""
-    raw = split.load(bad_rows[:8]).to(dev)
+    config = job.config
+    raw = job.split.load(bad_rows[:8]).to(job.dev)
     local = bad_rows[:8] - start
     with torch.inference_mode():
         for view in range(config.num_views):
             x = (
-                ds.clean(raw)
+                job.ds.clean(raw)
                 if config.views == 0
-                else _view_inputs(ds, split, config, raw, seeds[local, view], view, view_seeds,
-                                  None if mixes is None else mixes[view].take(local), dev)
+                else _view_inputs(
+                    job, raw, seeds[local, view], view,
+                    None if mixes is None else mixes[view].take(local),
+                )
             )  # fmt: skip
             logits, feats = lm.forward(x)
             value = logits if what == schema.LOGITS else feats
