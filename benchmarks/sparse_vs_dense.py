@@ -178,7 +178,7 @@ def print_tables(results: list[dict[str, Any]], kinds: list[str]) -> None:
             for r in results
         ]  # fmt: skip
         reports.append(((kind,), aggregate(runs)))
-    print("\n".join(markdown_table(reports, lead=("cache",))))
+    print("\n".join(markdown_table(reports, lead=("cache", "student"))))
 
     keys = [k for k in DIFF_KEYS if all(k in x for r in results for x in r["rows"])]
     print(f"\nDense minus sparse, points (seeds {seeds}; mean ± sd; per seed in brackets):\n")
