@@ -134,6 +134,19 @@ def _row(cache: Any, name: str, k: int | None, seconds: float | None = None) -> 
     return out
 
 
+def _by_k(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The headline figures of a part's rows by K ("dense", "1", ...), for the runner's
+    table (``run_all.py`` shows dotted keys of dicts, not of lists)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        fig = {"bytes_per_view": row["bytes_per_view"]}
+        fig |= (
+            {c: row["error"][c] for c in ("kl_mean_t4", "kl_mean_dive")} if "error" in row else {}
+        )
+        out["dense" if row["k"] is None else str(row["k"])] = fig
+    return out
+
+
 # --------------------------------------------------------------------------- c100
 
 
@@ -148,7 +161,8 @@ def bench_c100(work: Path) -> tuple[dict[str, Any], str]:
         path, secs = _dump(C100, model, work / f"c100-k{k}.slc", topk=k)
         rows.append(_row(open_cache(str(path)), "t", k, secs))
     cache = open_cache(str(dense))
-    return {"N": cache.num_samples, "C": cache.num_classes, "V": 1, "rows": rows}, model
+    part = {"N": cache.num_samples, "C": cache.num_classes, "V": 1, "rows": rows}
+    return part | {"by_k": _by_k(rows)}, model
 
 
 # --------------------------------------------------------------------------- inat
@@ -239,7 +253,7 @@ def bench_inat(work: Path, n: int = 4096, c: int = 8142, chunk: int = 1024) -> d
             row["profile_fit_seconds_per_chunk"] = round(fit_s / len(fit_ids), 3)
             row["profile_fit_chunks"] = len(fit_ids)
         rows.append(row)
-    return {"N": n, "C": c, "V": 1, "chunk_size": chunk, "rows": rows}
+    return {"N": n, "C": c, "V": 1, "chunk_size": chunk, "rows": rows, "by_k": _by_k(rows)}
 
 
 # --------------------------------------------------------------------------- rules
