@@ -234,16 +234,25 @@ def phase_pass(url: str, device: str) -> dict[str, Any]:
     }
 
 
-def _rss() -> int | None:
-    """Resident set size now (Linux), or None."""
+def _status_bytes(field: str) -> int | None:
+    """A size of this process from /proc/self/status (Linux: ``VmRSS`` now, ``VmHWM`` its
+    peak), or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def _peak_rss() -> int:
+    """This process's own peak resident set size. ``VmHWM`` (of this interpreter's memory
+    only) where there is one: ``ru_maxrss`` carries over the parent's peak through fork and
+    exec, so after a build in the parent it would report the build's memory."""
+    hwm = _status_bytes("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(phase: str, url: str, device: str) -> dict[str, Any]:
@@ -274,10 +283,10 @@ def main() -> None:
 
         import softlabels.analysis  # noqa: F401
 
-        baseline = _rss()
+        baseline = _status_bytes("VmRSS")
         out = phase_read(args.out) if args.phase == "read" else phase_pass(args.out, args.device)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        out["peak_rss_bytes"] = usage.ru_maxrss * 1024
+        out["peak_rss_bytes"] = _peak_rss()
         # CPU seconds of the whole child (every thread, imports included): on a shared machine
         # the figure that load barely changes, unlike the wall-clock seconds.
         out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
@@ -310,6 +319,7 @@ def main() -> None:
     if reuse:
         print(f"reusing {args.out}", file=sys.stderr)
         from softlabels import open_cache
+        from softlabels.stores import topk as sparse
 
         cache = open_cache(args.out)
         if (cache.num_samples, cache.num_classes) != (args.n, args.c):
@@ -317,11 +327,23 @@ def main() -> None:
         cache.require_complete()
         if cache.teacher("t").info.sparse != (args.topk is not None):
             raise SystemExit(f"{args.out} is {'sparse' if args.topk is None else 'dense'}")
+        stored = cache.teacher("t").info.topk
+        if stored is not None and (stored.k, stored.rule, stored.rule_version) != (
+            args.topk,
+            sparse.RULE,
+            sparse.RULE_VERSION,
+        ):
+            raise SystemExit(
+                f"{args.out} holds top-{stored.k} under rule {stored.rule!r} v{stored.rule_version}"
+                f", not top-{args.topk} under {sparse.RULE!r} v{sparse.RULE_VERSION}: remove it"
+                " or choose another --out"
+            )
     else:
         print(f"building {args.out} ({raw / 1e9:.2f} GB of teacher outputs)", file=sys.stderr)
         report.update(
             build(args.out, args.n, args.c, args.chunk_size, args.compressor, topk=args.topk)
         )
+        report["build_peak_rss_bytes"] = _peak_rss()  # this process's, the build's
     from softlabels import open_cache
 
     report["bytes_on_disk"] = open_cache(args.out).nbytes_on_disk()
