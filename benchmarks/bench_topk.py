@@ -9,23 +9,32 @@ Three parts:
 * ``c100``: a cnn1d teacher trained (CE, 12 epochs) on a 100-class long-tailed synthetic 1-D
   dataset (``benchmarks/synthetic_signals.py``, imb = 100: 10,847 training rows), dumped
   dense (float16) and with ``--topk K`` for K in 1, 5, 10, 20, features off (logits only):
-  bytes per view of the logit arrays on disk (the chunk files the manifest lists), and the
-  error each sparse dump recorded (``inspect``'s summary: KL(softmax_T(teacher) ||
-  rebuilt_T), mean over views and max, T = 1, 2, 4, 8 and DiVE's T = 3, p = 0.5).
+  bytes per view of the logit arrays on disk (the chunk files the manifest lists; the rest
+  profile, stored once per teacher, apart), and the error each sparse dump recorded
+  (``inspect``'s summary: KL(softmax_T(teacher) || rebuilt_T), mean over views and max, T =
+  1, 2, 4, 8 and DiVE's T = 3, p = 0.5).
 * ``inat``: an iNaturalist-shaped cache (C = 8,142, N = 4,096 rows, chunks of 1,024),
   written with the store layer from synthetic logits (a long-tailed label profile, logits
   ``0.5 log prior_c + 1.5 N(0, 1) + 10 [c = label]``: the label gets 0.60 of the mass
-  on average, the top 20 classes 0.65, the other 8,122 the rest), dense float16 and top-k with the dump's
-  own encoder (``softlabels.stores.topk.encode_chunk``): bytes per view, recorded error,
-  and the encoder's time per chunk (what a dump adds per chunk on the CPU).
-* ``rules``: candidate rebuild rules on the float32 logits of the c100 teacher and of a
-  cnn1d trained on MNIST-1D-LT (C = 10): mean KL(softmax_T(teacher) || rebuilt_T). Every
-  candidate keeps the K logits and spreads the rest's mass evenly over the other C - K
-  classes; they differ in the rest's mass at T: ``equal-rest`` (the stored rule: C - K equal
-  logits, exact at T = 1), ``rest-max`` (also the (K+1)-th logit: one rest logit at it, the
-  others equal), ``lse-t2`` (also the rest's log-sum-exp at T = 2: log-mass quadratic in 1/T
-  through 1/T = 0, 1/2, 1), and ``oracle`` (the exact rest mass at every T: the floor of any
-  rule that spreads the rest evenly).
+  on average, the top 20 classes 0.65, the other 8,122 the rest), dense float16 and top-k as
+  a dump writes it: the rest profile fitted first (``stores.topk.ProfileFit`` over the
+  float16 logits of the dump's fit chunks, here all four; C > 4,096: one all-label profile,
+  mode "class", ``[1, C]``), stored whole, then every chunk encoded by the dump's own
+  encoder (``softlabels.stores.topk.encode_chunk`` with the pairs' profiles): bytes per
+  view, recorded error, the encoder's time per chunk (what a dump adds per chunk on the
+  CPU) and the fit's.
+* ``rules``: the historical measurement behind the first rule, ``equal-rest`` v1: candidate
+  rebuild rules on the float32 logits of the c100 teacher and of a cnn1d trained on
+  MNIST-1D-LT (C = 10), mean KL(softmax_T(teacher) || rebuilt_T). Every candidate keeps the
+  K logits and spreads the rest's mass evenly over the other C - K classes; they differ in
+  the rest's mass at T: ``equal-rest`` (C - K equal logits, exact at T = 1), ``rest-max``
+  (also the (K+1)-th logit: one rest logit at it, the others equal), ``lse-t2`` (also the
+  rest's log-sum-exp at T = 2: log-mass quadratic in 1/T through 1/T = 0, 1/2, 1), and
+  ``oracle`` (the exact rest mass at every T: the floor of any rule that spreads the rest
+  evenly). The stored rule is now ``label-profile`` v2 (``stores/topk.py``), which shapes
+  the rest instead of spreading it evenly: its measurement is ``benchmarks/RESULTS.md``,
+  "Top-k rest rules" (``benchmarks/topk_rest_rules.py``); the ``c100`` and ``inat`` errors
+  above are v2's.
 """
 
 from __future__ import annotations
@@ -98,7 +107,15 @@ def _logit_paths(cache: Any, name: str) -> dict[str, list[str]]:
     }
 
 
+def _static_bytes(cache: Any, path: str) -> int:
+    """Bytes of the committed file of an array stored whole."""
+    entry = cache.manifest.entry(path)
+    return 0 if entry is None else int(entry.nbytes)
+
+
 def _row(cache: Any, name: str, k: int | None, seconds: float | None = None) -> dict[str, Any]:
+    from softlabels.stores import schema
+
     views = cache.num_samples * cache.num_views
     paths = _logit_paths(cache, name)
     out: dict[str, Any] = {
@@ -106,11 +123,27 @@ def _row(cache: Any, name: str, k: int | None, seconds: float | None = None) -> 
         "bytes_per_view": _chunk_bytes(cache, paths["logits"]) / views,
         "error_bytes_per_view": _chunk_bytes(cache, paths.get("error", [])) / views,
     }
+    if cache.teacher(name).info.sparse:  # the rest profile, stored once per teacher
+        out["profile_bytes"] = _static_bytes(cache, schema.teacher_array(name, schema.TOPK_PROFILE))
+        out["profile_bytes_per_view"] = out["profile_bytes"] / views
     if seconds is not None:
         out["dump_seconds"] = round(seconds, 2)
     err = cache.teacher(name).topk_error()
     if err is not None:
         out["error"] = err["summary"]
+    return out
+
+
+def _by_k(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The headline figures of a part's rows by K ("dense", "1", ...), for the runner's
+    table (``run_all.py`` shows dotted keys of dicts, not of lists)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        fig = {"bytes_per_view": row["bytes_per_view"]}
+        fig |= (
+            {c: row["error"][c] for c in ("kl_mean_t4", "kl_mean_dive")} if "error" in row else {}
+        )
+        out["dense" if row["k"] is None else str(row["k"])] = fig
     return out
 
 
@@ -128,7 +161,8 @@ def bench_c100(work: Path) -> tuple[dict[str, Any], str]:
         path, secs = _dump(C100, model, work / f"c100-k{k}.slc", topk=k)
         rows.append(_row(open_cache(str(path)), "t", k, secs))
     cache = open_cache(str(dense))
-    return {"N": cache.num_samples, "C": cache.num_classes, "V": 1, "rows": rows}, model
+    part = {"N": cache.num_samples, "C": cache.num_classes, "V": 1, "rows": rows}
+    return part | {"by_k": _by_k(rows)}, model
 
 
 # --------------------------------------------------------------------------- inat
@@ -141,6 +175,7 @@ def _inat_logits(rng: np.random.Generator, labels: np.ndarray, prior: np.ndarray
 
 
 def bench_inat(work: Path, n: int = 4096, c: int = 8142, chunk: int = 1024) -> dict[str, Any]:
+    from _synthetic import fit_rest_profile, profile_fit_chunks, topk_specs
 
     from softlabels import open_cache
     from softlabels.stores import schema
@@ -150,6 +185,9 @@ def bench_inat(work: Path, n: int = 4096, c: int = 8142, chunk: int = 1024) -> d
     counts = np.maximum(1, (500 * (1 / 500) ** (np.arange(c) / (c - 1)))).astype(np.int64)
     prior = counts / counts.sum()
     labels = np.random.default_rng(0).choice(c, size=n, p=prior).astype(np.int32)
+    rng = np.random.default_rng(1)  # the same logits for every K, generated once (float32)
+    bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+    logits = [_inat_logits(rng, labels[s:e], prior) for s, e in bounds]
     rows = []
     for k in (None, *KS):
         url = work / f"inat-{'dense' if k is None else f'k{k}'}.slc"
@@ -168,30 +206,34 @@ def bench_inat(work: Path, n: int = 4096, c: int = 8142, chunk: int = 1024) -> d
             ArraySpec(schema.LABELS, (n,), "int32"),
             ArraySpec(schema.VIEW_SEEDS, (n, 1), "uint64"),
         ]
-        if k is None:
+        statics: dict[str, np.ndarray] = {}
+        fit_s = 0.0
+        if info.topk is None:
             specs.append(ArraySpec(schema.teacher_array("t", schema.LOGITS), (n, 1, c), "float16"))
         else:
-            ik, chunks = T.index_dtype(c), -(-n // chunk)
-            specs += [
-                ArraySpec(schema.teacher_array("t", schema.TOPK_VALUES), (n, 1, k), "float16"),
-                ArraySpec(schema.teacher_array("t", schema.TOPK_INDICES), (n, 1, k), ik),
-                ArraySpec(schema.teacher_array("t", schema.TOPK_REST), (n, 1, 1), "float32"),
-                ArraySpec(
-                    schema.teacher_array("t", schema.TOPK_ERROR),
-                    (chunks, len(T.ERROR_COLUMNS)), "float32", per_chunk=True,
-                ),
-            ]  # fmt: skip
+            specs += topk_specs(info.topk, n=n, v=1, c=c, chunk=chunk, dtype="float16")
+            # The rest profile first, as a dump fits it (on its fit chunks: all of them here),
+            # so every chunk's recorded error is that of the targets readers rebuild.
+            fit_ids = profile_fit_chunks(len(bounds), chunk, 1, c)
+            t0 = time.perf_counter()
+            table = fit_rest_profile(
+                ((logits[i], labels[slice(*bounds[i])]) for i in fit_ids),
+                c,
+                info.topk.k,
+                np.float16,
+            )
+            fit_s = time.perf_counter() - t0
+            statics[schema.teacher_array("t", schema.TOPK_PROFILE)] = table
         tables = {
             schema.SAMPLES_TABLE: schema.samples_table([str(i) for i in range(n)], labels, "train"),
             schema.CLASSES_TABLE: schema.classes_table(meta.class_names, counts, ["few"] * c),
         }
-        rng = np.random.default_rng(1)  # the same logits for every K
         encode_s: list[float] = []
         with CacheWriter.open(str(url), meta=meta, specs=specs, tables=tables) as w:
-            w.write_static({})
+            w.write_static(statics)
             for ch in w.pending_chunks():
                 s, e = w.rows(ch)
-                z = _inat_logits(rng, labels[s:e], prior)
+                z = logits[ch]
                 data = {
                     schema.LABELS: labels[s:e],
                     schema.VIEW_SEEDS: np.zeros((e - s, 1), np.uint64),
@@ -200,15 +242,18 @@ def bench_inat(work: Path, n: int = 4096, c: int = 8142, chunk: int = 1024) -> d
                     data[schema.teacher_array("t", schema.LOGITS)] = z.astype(np.float16)
                 else:
                     t0 = time.perf_counter()
-                    enc = T.encode_chunk(z, np.float16, k)
+                    prof = T.pair_profiles(table, labels[s:e, None])
+                    enc = T.encode_chunk(z, np.float16, k, prof)
                     encode_s.append(time.perf_counter() - t0)
                     data |= {schema.teacher_array("t", a): v for a, v in enc.items()}
                 w.write_chunk(ch, data)
         row = _row(open_cache(str(url)), "t", k)
         if encode_s:
             row["encode_seconds_per_chunk"] = round(float(np.mean(encode_s)), 3)
+            row["profile_fit_seconds_per_chunk"] = round(fit_s / len(fit_ids), 3)
+            row["profile_fit_chunks"] = len(fit_ids)
         rows.append(row)
-    return {"N": n, "C": c, "V": 1, "chunk_size": chunk, "rows": rows}
+    return {"N": n, "C": c, "V": 1, "chunk_size": chunk, "rows": rows, "by_k": _by_k(rows)}
 
 
 # --------------------------------------------------------------------------- rules
@@ -286,7 +331,11 @@ def _fmt(x: float) -> str:
 def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
     cols = ("t1", "t2", "t4", "t8", "dive")
-    head = "| K | B/view | " + " | ".join(f"KL {c} mean / max" for c in cols) + " | top-1 |"
+    head = (
+        "| K | B/view | profile B | "
+        + " | ".join(f"KL {c} mean / max" for c in cols)
+        + " | top-1 |"
+    )
     for part in ("c100", "inat"):
         if part not in results:
             continue
@@ -296,7 +345,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{part}: N = {r['N']}, C = {r['C']}, V = 1",
             "",
             head,
-            "|" + " --- |" * (len(cols) + 3),
+            "|" + " --- |" * (len(cols) + 4),
         ]
         for row in r["rows"]:
             e = row.get("error")
@@ -307,8 +356,11 @@ def markdown(results: dict[str, Any]) -> str:
             )
             top1 = f"{100 * e['top1_agreement']:.2f} %" if e else "-"
             k = "dense" if row["k"] is None else str(row["k"])
+            prof = f"{row['profile_bytes']:,}" if "profile_bytes" in row else "-"
             lines.append(
-                f"| {k} | {row['bytes_per_view']:.1f} | " + " | ".join(errs) + f" | {top1} |"
+                f"| {k} | {row['bytes_per_view']:.1f} | {prof} | "
+                + " | ".join(errs)
+                + f" | {top1} |"
             )
     for name, by_k in results.get("rules", {}).items():
         lines += ["", f"rules on {name}: mean KL(softmax_T(teacher) || rebuilt_T)", "",

@@ -9,11 +9,16 @@ fresh child processes, so that each peak RSS belongs to one phase only:
 * ``pass``: ``softlabels.virtual_examples`` over the default grid (T = 1:10:0.5, p = 1, 0.5:
   38 points, 29 distinct T/p), with a count of the chunk reads.
 
-With ``--topk K`` the cache is sparse instead: the top-K of the same float16 logits (same
-seed, same rows), encoded by the dump's own encoder (``stores.topk.encode``: values, ids,
-the rest's log-sum-exp; ``stores.topk.chunk_error`` on every 16th row of each chunk for the
-measured error, which tune-tau never reads) and written by the store layer, so the format
-is the one ``dump --topk K`` writes; ``read`` then reads the three top-k arrays.
+With ``--topk K`` the cache is sparse instead, as ``dump --topk K`` writes it (rule
+``label-profile`` v2, ``stores/topk.py``): the same float16 logits (same seed, same rows),
+the teacher's rest profile fitted first on the dump's fit chunks (``stores.topk.ProfileFit``
+on the float16 cast; ``[C, C]`` up to 4,096 classes, else one ``[1, C]`` row) and stored
+whole, then every chunk encoded by the dump's encoder (``stores.topk.encode``: values, ids,
+the rest's log-sum-exp and std; ``stores.topk.encode_chunk`` under the pairs' profiles on
+every 16th row of each chunk for the measured error, which tune-tau never reads). ``read``
+then reads the three top-k arrays; ``pass`` rebuilds each chunk's dense view from them and
+the profile (``TeacherArrays.dense_chunks``) before the same reduction, so its time
+includes that rebuild.
 
     python benchmarks/bench_tune_tau.py                      # N = 437,513, C = 8,142 (~7 GB)
     python benchmarks/bench_tune_tau.py --topk 20 --out /tmp/sparse.slc   # ~0.1 GB
@@ -34,7 +39,13 @@ import time
 from typing import Any
 
 import numpy as np
-from _synthetic import synthetic_meta, synthetic_tables
+from _synthetic import (
+    fit_rest_profile,
+    profile_fit_chunks,
+    synthetic_meta,
+    synthetic_tables,
+    topk_specs,
+)
 
 from softlabels.stores import schema
 
@@ -87,61 +98,77 @@ def build(
         ArraySpec(schema.LABELS, (n,), "int32"),
         ArraySpec(schema.VIEW_SEEDS, (n, 1), "uint64"),
     ]
-    if topk is None:
+    if info.topk is None:
         specs.append(ArraySpec(schema.teacher_array("t", schema.LOGITS), (n, 1, c), "float16"))
     else:
-        specs += [
-            ArraySpec(schema.teacher_array("t", schema.TOPK_VALUES), (n, 1, topk), "float16"),
-            ArraySpec(
-                schema.teacher_array("t", schema.TOPK_INDICES), (n, 1, topk), sparse.index_dtype(c)
-            ),
-            ArraySpec(
-                schema.teacher_array("t", schema.TOPK_REST), (n, 1, len(sparse.REST_STATS)),
-                "float32",
-            ),
-            ArraySpec(
-                schema.teacher_array("t", schema.TOPK_ERROR),
-                (-(-n // chunk), len(sparse.ERROR_COLUMNS)), "float32", per_chunk=True,
-            ),
-        ]  # fmt: skip
+        specs += topk_specs(info.topk, n=n, v=1, c=c, chunk=chunk, dtype="float16")
     tables = synthetic_tables(n, counts)
     # Logits: a random base block, rows permuted per chunk, plus a head bias and a bump at
-    # the label, so chunks differ and compress like real random float16 (i.e. barely).
+    # the label, so chunks differ and compress like real random float16 (i.e. barely). The
+    # permutations are drawn up front, so any chunk can be made again (the profile's fit).
     base = rng.normal(size=(chunk, c)).astype(np.float32) * 2.0
     head_bias = np.linspace(2.0, 0.0, c, dtype=np.float32)
+    num_chunks = -(-n // chunk)
+    perms = [rng.permutation(chunk) for _ in range(num_chunks)]
+
+    def rows(ch: int) -> tuple[int, int]:
+        return ch * chunk, min(n, (ch + 1) * chunk)
+
+    def logits(ch: int) -> np.ndarray:  # float32 [rows, C]
+        s, e = rows(ch)
+        z = base[perms[ch][: e - s]] + head_bias
+        z[np.arange(e - s), labels[s:e]] += 6.0
+        return z
+
     t0 = time.perf_counter()
+    statics: dict[str, np.ndarray] = {}
+    fit_seconds = None
+    if info.topk is not None:  # the rest profile first, as a dump fits it
+        fit_ids = profile_fit_chunks(num_chunks, chunk, 1, c)
+        table = fit_rest_profile(
+            ((logits(i)[:, None, :], labels[slice(*rows(i))]) for i in fit_ids),
+            c,
+            topk,
+            np.float16,
+        )
+        statics[schema.teacher_array("t", schema.TOPK_PROFILE)] = table
+        fit_seconds = time.perf_counter() - t0
+        print(f"  fitted the rest profile on {len(fit_ids)} chunks", file=sys.stderr, flush=True)
     w = CacheWriter.open(url, meta=meta, specs=specs, tables=tables, compressor=compressor)
     with w:
-        w.write_static({})
+        w.write_static(statics)
         for ch in w.pending_chunks():
             s, e = w.rows(ch)
-            z = base[rng.permutation(chunk)[: e - s]] + head_bias
-            z[np.arange(e - s), labels[s:e]] += 6.0
+            z = logits(ch)
             data = {
                 schema.LABELS: labels[s:e],
                 schema.VIEW_SEEDS: np.zeros((e - s, 1), np.uint64),
             }
             if topk is None:
                 data[schema.teacher_array("t", schema.LOGITS)] = z.astype(np.float16)[:, None, :]
-            else:  # the dump's encoder: top-k of the float16 cast and the rest's lse
-                z16 = z.astype(np.float16)[:, None, :]
-                values, ids, rest = sparse.encode(z16, topk)
-                # The error row as dump measures it (against the float32 logits), on every
-                # ERROR_STRIDE-th row only: it is most of the encoding time at C = 8,142, and
-                # tune-tau never reads it.
+            else:  # the dump's encoder: top-k of the float16 cast, the rest's lse and std
+                values, ids, rest = sparse.encode(z.astype(np.float16)[:, None, :], topk)
+                # The error row as dump measures it (against the float32 logits, under the
+                # pairs' profiles), on every ERROR_STRIDE-th row only: it is most of the
+                # encoding time at C = 8,142, and tune-tau never reads it.
                 sub = slice(None, None, ERROR_STRIDE)
-                error = sparse.chunk_error(z[sub, None, :], values[sub], ids[sub], rest[sub])
+                prof = sparse.pair_profiles(table, labels[s:e][sub, None])
+                error = sparse.encode_chunk(z[sub, None, :], np.float16, topk, prof)
                 arrays = {
                     schema.TOPK_VALUES: values,
                     schema.TOPK_INDICES: ids,
                     schema.TOPK_REST: rest,
-                    schema.TOPK_ERROR: error[None],
+                    schema.TOPK_ERROR: error[schema.TOPK_ERROR],
                 }
                 data |= {schema.teacher_array("t", a): v for a, v in arrays.items()}
             w.write_chunk(ch, data)
             if ch % 50 == 0:
                 print(f"  built chunk {ch + 1}/{w.num_chunks}", file=sys.stderr, flush=True)
-    return {"build_seconds": time.perf_counter() - t0}
+    out: dict[str, Any] = {"build_seconds": time.perf_counter() - t0}
+    if fit_seconds is not None:
+        out["profile_fit_seconds"] = fit_seconds
+        out["profile_fit_chunks"] = len(fit_ids)
+    return out
 
 
 def phase_read(url: str) -> dict[str, Any]:
@@ -207,16 +234,25 @@ def phase_pass(url: str, device: str) -> dict[str, Any]:
     }
 
 
-def _rss() -> int | None:
-    """Resident set size now (Linux), or None."""
+def _status_bytes(field: str) -> int | None:
+    """A size of this process from /proc/self/status (Linux: ``VmRSS`` now, ``VmHWM`` its
+    peak), or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def _peak_rss() -> int:
+    """This process's own peak resident set size. ``VmHWM`` (of this interpreter's memory
+    only) where there is one: ``ru_maxrss`` carries over the parent's peak through fork and
+    exec, so after a build in the parent it would report the build's memory."""
+    hwm = _status_bytes("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(phase: str, url: str, device: str) -> dict[str, Any]:
@@ -247,10 +283,10 @@ def main() -> None:
 
         import softlabels.analysis  # noqa: F401
 
-        baseline = _rss()
+        baseline = _status_bytes("VmRSS")
         out = phase_read(args.out) if args.phase == "read" else phase_pass(args.out, args.device)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        out["peak_rss_bytes"] = usage.ru_maxrss * 1024
+        out["peak_rss_bytes"] = _peak_rss()
         # CPU seconds of the whole child (every thread, imports included): on a shared machine
         # the figure that load barely changes, unlike the wall-clock seconds.
         out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
@@ -259,7 +295,8 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    raw = args.n * args.c * 2 if args.topk is None else args.n * (args.topk * 4 + 4)
+    # Sparse: float16 values, 2-byte ids (C <= 65,536) and the rest's two float32 per row.
+    raw = args.n * args.c * 2 if args.topk is None else args.n * (args.topk * 4 + 8)
     parent = os.path.dirname(os.path.abspath(args.out)) or "."
     free = shutil.disk_usage(parent).free
     reuse = os.path.exists(os.path.join(args.out, schema.ROOT_DOC))
@@ -282,6 +319,7 @@ def main() -> None:
     if reuse:
         print(f"reusing {args.out}", file=sys.stderr)
         from softlabels import open_cache
+        from softlabels.stores import topk as sparse
 
         cache = open_cache(args.out)
         if (cache.num_samples, cache.num_classes) != (args.n, args.c):
@@ -289,11 +327,23 @@ def main() -> None:
         cache.require_complete()
         if cache.teacher("t").info.sparse != (args.topk is not None):
             raise SystemExit(f"{args.out} is {'sparse' if args.topk is None else 'dense'}")
+        stored = cache.teacher("t").info.topk
+        if stored is not None and (stored.k, stored.rule, stored.rule_version) != (
+            args.topk,
+            sparse.RULE,
+            sparse.RULE_VERSION,
+        ):
+            raise SystemExit(
+                f"{args.out} holds top-{stored.k} under rule {stored.rule!r} v{stored.rule_version}"
+                f", not top-{args.topk} under {sparse.RULE!r} v{sparse.RULE_VERSION}: remove it"
+                " or choose another --out"
+            )
     else:
         print(f"building {args.out} ({raw / 1e9:.2f} GB of teacher outputs)", file=sys.stderr)
         report.update(
             build(args.out, args.n, args.c, args.chunk_size, args.compressor, topk=args.topk)
         )
+        report["build_peak_rss_bytes"] = _peak_rss()  # this process's, the build's
     from softlabels import open_cache
 
     report["bytes_on_disk"] = open_cache(args.out).nbytes_on_disk()

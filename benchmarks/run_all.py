@@ -111,7 +111,12 @@ BENCHES: tuple[Bench, ...] = (
         "bench_topk.py",
         ("--parts", "inat", "--work", "{work}"),
         ("--work", "{work}"),
-        ("inat.*bytes_per_view*", "c100.*bytes_per_view*", "*kl_mean*"),
+        (
+            "inat.by_k.20.bytes_per_view",
+            "inat.by_k.20.kl_mean_t4",
+            "c100.by_k.10.bytes_per_view",
+            "c100.by_k.10.kl_mean_t4",
+        ),
         "sparse teacher outputs: bytes per view and rebuild errors",
         (("OMP_NUM_THREADS", "2"),),
     ),
