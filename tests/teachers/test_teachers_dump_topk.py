@@ -452,3 +452,25 @@ def test_the_error_of_mixed_views_is_measured_under_their_mixed_profiles(
             got[schema.TOPK_REST][rows], prof[rows],
         )  # fmt: skip
         np.testing.assert_allclose(got[schema.TOPK_ERROR][chunk], want, rtol=1e-4, atol=1e-9)
+
+
+def test_the_chunks_the_profile_is_fitted_on_are_computed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sparse: Path
+) -> None:
+    """The teacher runs once per chunk: the chunks computed for the fit are the ones
+    committed, not computed again (the same bytes either way)."""
+    import inspect
+    import sys
+
+    dump_module = sys.modules["softlabels.teachers.dump"]
+    run, starts = dump_module._run_chunk, []
+
+    def counted(*args, **kw):
+        starts.append(inspect.signature(run).bind(*args, **kw).arguments["start"])
+        return run(*args, **kw)
+
+    monkeypatch.setattr(dump_module, "_run_chunk", counted)
+    out = tmp_path / "k3.slc"
+    dump_to(out, views=2, topk=K)
+    assert sorted(starts) == [0, 32, 64, 96, 128]
+    assert cache_files(out) == cache_files(sparse)
