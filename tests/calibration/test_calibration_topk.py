@@ -4,6 +4,7 @@ holds the top-k of the logits a dense twin's calibration stores."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,10 +20,10 @@ K = 4
 KW = {"epochs": 2, "lr": 0.1, "batch_size": 64, "seed": 7}
 
 
-def _dump(out: Path, dtype: str, topk: int | None = None) -> Path:
+def _dump(out: Path, dtype: str, topk: int | None = None, **kw: Any) -> Path:
     teachers = (parse_teacher("a=cnn1d"),)
     config = DumpConfig(
-        DATASET, teachers, chunk_size=CHUNK, batch_size=BATCH, dtype=dtype, topk=topk
+        DATASET, teachers, chunk_size=CHUNK, batch_size=BATCH, dtype=dtype, topk=topk, **kw
     )
     dump(config, str(out), device="cpu")
     return out
@@ -64,3 +65,34 @@ def test_calibrate_keeps_storage_and_k(tmp_path: Path, dtype: str) -> None:
         prof = T.pair_profiles(table, c.labels[rows, None])
         want = T.chunk_error(z32[rows], values[rows], ids[rows], rest[rows], prof)
         np.testing.assert_array_equal(errors[chunk], want)
+
+
+def test_calibrating_mixed_views_fits_and_measures_with_the_partners_labels(
+    tmp_path: Path,
+) -> None:
+    """On a cache of mixed views the calibrated teacher's profile counts a mixed view for
+    its partner's label too, and its error is measured under the pairs' mixed profiles."""
+    mix = {"views": 2, "mixup": 0.4, "cutmix": 1.0, "mix_prob": 0.7}
+    sparse = _dump(tmp_path / "sparse.slc", "float32", topk=K, **mix)
+    dense = _dump(tmp_path / "dense.slc", "float32", **mix)
+    for path in (sparse, dense):
+        calibrate(str(path), "a", "lws", **KW)
+    c = softlabels.open_cache(str(sparse))
+    t = c.teacher("a+lws")
+    z32 = softlabels.open_cache(str(dense)).teacher("a+lws").reader(schema.LOGITS).read_all()
+    partner, lam, _box = c.read_mix()
+    labels = c.labels
+    other = labels[np.where(partner >= 0, partner, np.arange(len(labels))[:, None])]
+    assert ((partner >= 0) & (other != labels[:, None])).sum() > 10
+    table = t.rest_profile()
+    np.testing.assert_allclose(table, T.fit_profile(z32, K, labels, other, lam), atol=1e-6)
+    assert not np.allclose(table, T.fit_profile(z32, K, labels), atol=1e-3)
+    prof = lam[..., None] * table[labels][:, None] + (1 - lam[..., None]) * table[other]
+    values, ids, rest, errors = (
+        t.reader(w).read_all()
+        for w in (schema.TOPK_VALUES, schema.TOPK_INDICES, schema.TOPK_REST, schema.TOPK_ERROR)
+    )
+    for chunk in range(c.num_chunks):
+        rows = slice(chunk * c.chunk_size, (chunk + 1) * c.chunk_size)
+        want = T.chunk_error(z32[rows], values[rows], ids[rows], rest[rows], prof[rows])
+        np.testing.assert_allclose(errors[chunk], want, rtol=1e-5, atol=1e-9)

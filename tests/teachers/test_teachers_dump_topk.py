@@ -366,17 +366,28 @@ def test_a_profile_fitted_on_some_chunks_and_a_resume_that_reads_it_back(
     assert cache_files(part) == cache_files(whole)
 
 
-def test_mixed_views_fit_the_profile_with_their_partners_labels(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Dumps with mixed views (two views, Mixup and CutMix): the K=3 float16 one and its
+    dense twins, float16 (the values it keeps) and float32 (the teacher's output)."""
+    root = tmp_path_factory.mktemp("mixed")
+    mix = {"mixup": 0.4, "cutmix": 1.0, "mix_prob": 0.7}
+    out = {"sparse": root / "sparse.slc"}
+    dump_to(out["sparse"], views=2, topk=K, **mix)
+    for dtype in ("float16", "float32"):
+        out[dtype] = root / f"{dtype}.slc"
+        dump_to(out[dtype], views=2, dtype=dtype, **mix)
+    return out
+
+
+def test_mixed_views_fit_the_profile_with_their_partners_labels(mixed: dict[str, Path]) -> None:
     """A mixed view counts for its row's label by lam and its partner's by 1 - lam, and its
     targets are rebuilt from that mix of the two label profiles, in every reader."""
     import torch
 
     from softlabels.students.targets import load_targets
 
-    mix = {"mixup": 0.4, "cutmix": 1.0, "mix_prob": 0.7}
-    sparse_out, dense_out = tmp_path / "sparse.slc", tmp_path / "dense.slc"
-    dump_to(sparse_out, views=2, topk=K, **mix)
-    dump_to(dense_out, views=2, **mix)
+    sparse_out, dense_out = mixed["sparse"], mixed["float16"]
     cache = softlabels.open_cache(str(sparse_out))
     partner, lam, _box = cache.read_mix()
     assert (partner >= 0).any() and (lam < 1).any()
@@ -413,3 +424,53 @@ def test_mixed_views_fit_the_profile_with_their_partners_labels(tmp_path: Path) 
     np.testing.assert_allclose(
         targets.logits_for(np.array([i]), np.array([v])).numpy()[0], got, atol=1e-5
     )
+
+
+def test_the_error_of_mixed_views_is_measured_under_their_mixed_profiles(
+    mixed: dict[str, Path],
+) -> None:
+    """Each chunk's recorded error is that of the targets readers rebuild: a mixed view's
+    rest from lam b[y_i] + (1 - lam) b[y_partner], a view not mixed from b[y_i]."""
+    cache = softlabels.open_cache(str(mixed["sparse"]))
+    partner, lam, _box = cache.read_mix()
+    table, labels = cache.teacher("a").rest_profile(), cache.labels
+    got = _arrays(mixed["sparse"])
+    z32 = _dense(mixed["float32"])
+    prof = np.empty((len(labels), 2, C))
+    for i in range(len(labels)):
+        for v in range(2):
+            prof[i, v] = table[labels[i]]
+            if partner[i, v] >= 0:
+                prof[i, v] = (
+                    lam[i, v] * table[labels[i]] + (1 - lam[i, v]) * table[labels[partner[i, v]]]
+                )
+    assert ((partner >= 0) & (labels[np.maximum(partner, 0)] != labels[:, None])).sum() > 10
+    for chunk in range(cache.num_chunks):
+        rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
+        want = _recomputed_error(
+            z32[rows], got[schema.TOPK_VALUES][rows], got[schema.TOPK_INDICES][rows],
+            got[schema.TOPK_REST][rows], prof[rows],
+        )  # fmt: skip
+        np.testing.assert_allclose(got[schema.TOPK_ERROR][chunk], want, rtol=1e-4, atol=1e-9)
+
+
+def test_the_chunks_the_profile_is_fitted_on_are_computed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sparse: Path
+) -> None:
+    """The teacher runs once per chunk: the chunks computed for the fit are the ones
+    committed, not computed again (the same bytes either way)."""
+    import inspect
+    import sys
+
+    dump_module = sys.modules["softlabels.teachers.dump"]
+    run, starts = dump_module._run_chunk, []
+
+    def counted(*args, **kw):
+        starts.append(inspect.signature(run).bind(*args, **kw).arguments["start"])
+        return run(*args, **kw)
+
+    monkeypatch.setattr(dump_module, "_run_chunk", counted)
+    out = tmp_path / "k3.slc"
+    dump_to(out, views=2, topk=K)
+    assert sorted(starts) == [0, 32, 64, 96, 128]
+    assert cache_files(out) == cache_files(sparse)
