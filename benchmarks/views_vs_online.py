@@ -108,7 +108,7 @@ def run_seed(seed: int, out: Path, args: argparse.Namespace, replay: list[int]) 
     jobs = []
     for i, kind in enumerate(caches):
         folder = out / ("students" if kind == "dense" else f"students-{kind}")
-        specs = specs_for(kind, seed, args, replay, online=i == 0)
+        specs = specs_for(kind, seed, args, replay, online=i == 0 and not args.no_online)
         jobs.append((kind, caches[kind]["url"], specs, folder))
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
@@ -133,6 +133,11 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, help="default: only the last epoch")
     ap.add_argument("--jobs", type=int, default=1, help="caches distilled at a time")
     ap.add_argument("--quick", action="store_true", help="tiny data, 2 epochs: a smoke run")
+    ap.add_argument(
+        "--no-online",
+        action="store_true",
+        help="cached students only (the online twins were run before, e.g. beside dense caches)",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/softlabels-views-online"))
     args = ap.parse_args()
     if args.quick:
