@@ -25,18 +25,30 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def _rebuilt(z: np.ndarray, k: int, tau: float, power: float = 1.0) -> np.ndarray:
-    """METHODS §12 by hand: the K largest keep their logits, the other C - K get
-    m = log(sum exp(rest)) - log(C - K); softmax at T, then DiVE's power normalisation."""
+def _rebuilt(
+    z: np.ndarray, k: int, tau: float, power: float = 1.0, prof: np.ndarray | None = None
+) -> np.ndarray:
+    """METHODS §12 by hand, row by row: the K largest keep their logits; without a profile
+    (rule equal-rest) the other C - K get m = log(sum exp(rest)) - log(C - K); with one
+    (rule label-profile, a row of ``prof`` per row) they get m + a (p_c - mean p), a =
+    std(rest z) / std(rest p), m such that their log-sum-exp is that of z's. Softmax at T,
+    then DiVE's power normalisation."""
     z = z.astype(np.float64)
     c = z.shape[-1]
     out = np.empty_like(z)
     for i, row in enumerate(z):
         order = sorted(range(c), key=lambda j: (-row[j], j))
         top, rest = order[:k], order[k:]
-        m = math.log(sum(math.exp(row[j]) for j in rest)) - math.log(c - k)
-        logits = np.full(c, m)
+        lse = math.log(sum(math.exp(row[j]) for j in rest))
+        if prof is None:
+            r = np.zeros(c - k)
+        else:
+            p = np.array([prof[i][j] for j in rest], np.float64)
+            std = float(np.std([row[j] for j in rest]))
+            r = std / p.std() * (p - p.mean()) if p.std() > 1e-6 else np.zeros(c - k)
+        logits = np.empty(c)
         logits[top] = row[top]
+        logits[rest] = lse - math.log(np.exp(r).sum()) + r
         q = _softmax(logits / tau) ** power
         out[i] = q / q.sum()
     return out
@@ -130,31 +142,6 @@ def _kl(p_log: np.ndarray, q_log: np.ndarray) -> np.ndarray:
     return (np.exp(p_log) * (p_log - q_log)).sum(-1)
 
 
-def _rebuilt_profile(
-    z: np.ndarray, k: int, prof: np.ndarray, tau: float, power: float = 1.0
-) -> np.ndarray:
-    """Rule label-profile v2 by hand, row by row: the rest logits are m + a (p_c - mean p)
-    with a = std(rest z) / std(rest p) and m such that their log-sum-exp is that of z's."""
-    z = z.astype(np.float64)
-    c = z.shape[-1]
-    out = np.empty_like(z)
-    for i, row in enumerate(z):
-        order = sorted(range(c), key=lambda j: (-row[j], j))
-        top, rest = order[:k], order[k:]
-        lse = math.log(sum(math.exp(row[j]) for j in rest))
-        std = float(np.std([row[j] for j in rest]))
-        p = np.array([prof[i][j] for j in rest], np.float64)
-        a = std / p.std() if p.std() > 1e-6 else 0.0
-        r = a * (p - p.mean())
-        m = lse - math.log(np.exp(r).sum())
-        logits = np.empty(c)
-        logits[top] = row[top]
-        logits[rest] = m + r
-        q = _softmax(logits / tau) ** power
-        out[i] = q / q.sum()
-    return out
-
-
 def test_chunk_error_equals_a_recomputation() -> None:
     teacher = _logits(n=24, c=50, seed=5).reshape(12, 2, 50)  # [rows, V, C] float32
     rng = np.random.default_rng(1)
@@ -176,7 +163,7 @@ def test_chunk_error_equals_a_recomputation() -> None:
     ]:
         p = _softmax(z / tau) ** power
         p /= p.sum(-1, keepdims=True)
-        q = _rebuilt_profile(cast, 5, np.repeat(table[labels], 2, axis=0), tau, power)
+        q = _rebuilt(cast, 5, tau, power, prof=np.repeat(table[labels], 2, axis=0))
         kl = _kl(np.log(p), np.log(q))
         want[f"kl_mean_{tag}"], want[f"kl_max_{tag}"] = kl.mean(), kl.max()
     want["top1_agreement"] = float(
