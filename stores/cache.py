@@ -1,4 +1,4 @@
-"""The cache API in one import: the format, versions 1 and 2 (a Zarr v3 group plus Parquet tables
+"""The cache API in one import: the format, versions 1 to 3 (a Zarr v3 group plus Parquet tables
 and a manifest), its writer, reader and verifier.
 
 The parts live in modules by what they handle: :mod:`~softlabels.stores.schema` (the

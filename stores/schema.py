@@ -1,4 +1,5 @@
-"""The cache format, versions 1 and 2, in one place (2: caches holding sparse teachers).
+"""The cache format, versions 1 to 3, in one place (2: mixed views and equal-rest sparse
+teachers; 3: sparse teachers with a rest profile).
 
 Every other module names the parts of a cache through this one:
 
