@@ -68,7 +68,7 @@ def bare_loop(
     return time.perf_counter() - t0
 
 
-def dump_once(config: DumpConfig, device: str, workers: int) -> tuple[float, Any]:
+def dump_once(config: DumpConfig, device: str, workers: int | None) -> tuple[float, Any]:
     tmp = tempfile.mkdtemp(prefix="bench-dump-")
     try:
         t0 = time.perf_counter()
@@ -236,7 +236,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=0)
     ap.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     ap.add_argument("--no-features", action="store_true")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="default: the dump's own")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)

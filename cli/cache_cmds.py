@@ -73,7 +73,12 @@ def dump(
         str,
         typer.Option(help="Views: epoch (view v is what epoch v of an online run sees) or random."),
     ] = "epoch",
-    workers: Annotated[int, typer.Option(help="Threads that load input batches ahead.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads that load input batches ahead [default: 2, or 1 below 4 cores]."
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a cache made with other settings.")
     ] = False,

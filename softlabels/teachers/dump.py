@@ -208,10 +208,12 @@ def dump(
     device: str = "auto",
     overwrite: bool = False,
     break_lock: bool = False,
-    workers: int = 2,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> DumpResult:
-    """Run every teacher of ``config`` over the dataset split and write (or finish) the cache."""
+    """Run every teacher of ``config`` over the dataset split and write (or finish) the cache.
+
+    ``workers``: threads that load input batches ahead (:func:`default_workers` when None)."""
     import softlabels
     from softlabels.data import load_dataset, view_seeds
     from softlabels.engine.inputs import epoch_aligned_seeds
@@ -397,8 +399,9 @@ def dump(
             view_seeds=epoch_aligned_seeds if config.schedule == "epoch" else view_seeds,
         )
         return _write_cache(
-            job, out, meta, specs, tables, overwrite, break_lock, workers, progress, t0, ctx
-        )
+            job, out, meta, specs, tables, overwrite, break_lock,
+            default_workers() if workers is None else workers, progress, t0, ctx,
+        )  # fmt: skip
     except OSError as exc:
         if isinstance(exc, SoftlabelsError):
             raise
@@ -420,6 +423,14 @@ class _Job:
     tinfo: dict[str, Any]  # TeacherInfo by teacher name
     dev: torch.device
     view_seeds: Callable[..., np.ndarray]  # the schedule's view seeds (seed, rows, V)
+
+
+def default_workers() -> int:
+    """Loader threads of a dump by default: 2, or 1 on a machine with fewer than 4 cores (the
+    teacher and the commit thread already take two; a second loader then only contends,
+    measured in benchmarks/RESULTS.md "dump overhead")."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 2 if (cores or 1) >= 4 else 1
 
 
 def _topk_specs(
@@ -504,7 +515,7 @@ def _write_cache(
                     compressor=config.compressor,
                     prepare=ctx.distributed,
                 )
-                profiles, ready = _fit_profiles(writer, out, job, statics)
+                profiles, ready = _fit_profiles(writer, out, job, statics, workers)
                 if ctx.distributed:
                     _write_layout(writer, statics)
                     for chunk, data in ready.items():  # the chunks the profiles came from
@@ -728,7 +739,7 @@ def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int | None = None) ->
 
 
 def _fit_profiles(
-    writer: Any, out: str, job: _Job, statics: dict[str, np.ndarray]
+    writer: Any, out: str, job: _Job, statics: dict[str, np.ndarray], workers: int
 ) -> tuple[_Profiles, dict[int, dict[str, np.ndarray]]]:
     """The sparse teachers' rest profiles: read back when the cache's static record holds
     them (a resume), else fitted on :func:`_fit_chunks`'s chunks, computed here and
@@ -749,7 +760,9 @@ def _fit_profiles(
     profiles = _Profiles({}, labels)
     fits = {n: sparse.ProfileFit(c, tinfo[n].topk.k) for n in names}
     ready: dict[int, dict[str, np.ndarray]] = {}
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="softlabels-load") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="softlabels-load"
+    ) as pool:
         for chunk in chunks:
             start, stop = writer.rows(chunk)
             ready[chunk] = _run_chunk(job, start, stop, pool)
