@@ -76,7 +76,7 @@ def dump(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Threads that load input batches ahead [default: 2, or 1 below 4 cores]."
+            help="Threads that load input batches ahead (default: 2, or 1 below 4 cores)."
         ),
     ] = None,
     overwrite: Annotated[
