@@ -174,9 +174,9 @@ def profiled() -> Iterator[Timers]:
         timers.wrap(cache_mod.CacheWriter, "write_static", "write classifier (static)"),
         # writer thread: everything of one chunk's commit ...
         timers.wrap(cache_mod.CacheWriter, "write_chunk", "commit chunks (writer thread)"),
-        # ... of which: read-back + sha256 of every chunk file just written
+        # ... of which: encoding and writing each array chunk (zarr only for other codecs)
         timers.wrap(zarr.Array, "__setitem__", "  zarr array writes (encode+zstd+store)"),
-        timers.wrap(cache_mod, "entry_for", "  read back + sha256 (in commit)"),
+        timers.wrap(cache_mod.CacheWriter, "_write_array_chunk", "  encode + write array chunks"),
         timers.wrap(manifest_mod, "sha256", "    sha256 alone (all callers)"),
         timers.wrap(manifest_mod.Manifest, "write", "  manifest record + fsync (in commit)"),
         timers.wrap(Location, "read", "  Location.read (all callers)"),
@@ -198,7 +198,7 @@ PROFILE_ORDER = (
     "main thread waits for the previous commit",
     "commit chunks (writer thread)",
     "  zarr array writes (encode+zstd+store)",
-    "  read back + sha256 (in commit)",
+    "  encode + write array chunks",
     "    sha256 alone (all callers)",
     "  Location.read (all callers)",
     "  manifest record + fsync (in commit)",
