@@ -424,6 +424,20 @@ def test_mixed_views_fit_the_profile_with_their_partners_labels(mixed: dict[str,
     np.testing.assert_allclose(
         targets.logits_for(np.array([i]), np.array([v])).numpy()[0], got, atol=1e-5
     )
+    # every pair, both readers: the profile of (row i, view v) is that of its own view's mix
+    n = cache.num_samples
+    vals, ids, rest = (
+        t.reader(a).read_all() for a in (schema.TOPK_VALUES, schema.TOPK_INDICES, schema.TOPK_REST)
+    )
+    other = labels[np.where(partner >= 0, partner, np.arange(n)[:, None])]
+    prof = lam[..., None] * table[labels][:, None] + (1 - lam[..., None]) * table[other]
+    want = T.dense_view(vals, ids, rest, C, prof)  # [N, V, C]
+    np.testing.assert_allclose(t.dense_logits(np.arange(n)), want, atol=1e-5)
+    for view in range(2):
+        rows, views = np.arange(n), np.full(n, view)
+        np.testing.assert_allclose(
+            targets.logits_for(rows, views).numpy(), want[:, view], atol=1e-5
+        )
 
 
 def test_the_error_of_mixed_views_is_measured_under_their_mixed_profiles(
