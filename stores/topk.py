@@ -185,6 +185,12 @@ def _rest_mask(ids: np.ndarray, num_classes: int) -> np.ndarray:
     return mask
 
 
+def _rest_deviation(z64: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each row's rest logits minus their mean ``[M, C]`` float64 (0 on its top K)."""
+    mean = np.where(mask, z64, 0.0).sum(-1, keepdims=True) / mask.sum(-1, keepdims=True)
+    return np.where(mask, z64 - mean, 0.0)
+
+
 def encode(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(values, indices, rest)`` of finite logits ``[..., C]``: the K largest in the
     logits' dtype ``[..., K]``, their ids ``[..., K]`` (:func:`index_dtype`), and the rest's
@@ -200,8 +206,7 @@ def encode(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     z64 = flat.astype(np.float64)
     mask = _rest_mask(ids, c)
     lse = _logsumexp(np.where(mask, z64, -np.inf))
-    mean = np.where(mask, z64, 0.0).sum(-1) / (c - k)
-    std = np.sqrt((np.where(mask, z64 - mean[:, None], 0.0) ** 2).sum(-1) / (c - k))
+    std = np.sqrt((_rest_deviation(z64, mask) ** 2).sum(-1) / (c - k))
     rest = np.stack([lse, std], -1).astype(np.float32)
     return (
         values.reshape(*lead, k),
@@ -242,9 +247,7 @@ class ProfileFit:
         flat = z.reshape(-1, c)
         ids = top_indices(flat.astype(np.float32), k)
         mask = _rest_mask(ids, c)
-        z64 = flat.astype(np.float64)
-        mean = np.where(mask, z64, 0.0).sum(-1) / (c - k)
-        dev = np.where(mask, z64 - mean[:, None], 0.0)
+        dev = _rest_deviation(flat.astype(np.float64), mask)
         if self.mode == "class":
             self._sum[0] += dev.sum(0)
             self._count[0] += mask.sum(0)
@@ -306,12 +309,6 @@ def _rest_logit(num_rest: int) -> float:
     return float(np.float32(math.log(num_rest)))
 
 
-def _rest_value(rest: np.ndarray, num_rest: int) -> np.ndarray:
-    """The ``equal-rest`` rule's logit of every rest class, ``m = lse - log(C - K)``,
-    float32 (numpy)."""
-    return rest[..., 0].astype(np.float32) - np.float32(_rest_logit(num_rest))
-
-
 def dense_view(values: Any, indices: Any, rest: Any, num_classes: int, profile: Any = None) -> Any:
     """The rule's dense logits ``[..., C]`` float32: the K values at their ids, the rest's
     logits elsewhere. numpy in, numpy out; a torch tensor in, a tensor on its device out
@@ -362,7 +359,7 @@ def _equal_view(values: Any, indices: Any, rest: Any, num_classes: int) -> Any:
     n = num_classes - int(values.shape[-1])
     log_n = _rest_logit(n)
     if isinstance(values, np.ndarray):
-        m = _rest_value(np.asarray(rest), n)
+        m = np.asarray(rest)[..., 0].astype(np.float32) - np.float32(log_n)
         out = np.repeat(m[..., None], num_classes, axis=-1)
         ids = np.asarray(indices).astype(np.int64)
         np.put_along_axis(out, ids, values.astype(np.float32), axis=-1)

@@ -706,27 +706,21 @@ class _Profiles:
     tables: dict[str, np.ndarray]
     labels: np.ndarray  # [N], of the split's rows
 
-    def pairs(self, name: str, data: dict[str, np.ndarray]) -> np.ndarray:
-        """The profiles of a chunk's (row, view) pairs for teacher ``name`` (its row labels
-        and, for mixed views, the partners')."""
-        own = data[schema.LABELS].astype(np.int64)[:, None]
-        partner = data.get(schema.MIX_PARTNER)
-        if partner is None:
-            return sparse.pair_profiles(self.tables[name], own)
-        other = self.labels[np.where(partner >= 0, partner, 0)]
-        return sparse.pair_profiles(self.tables[name], own, other, data[schema.MIX_LAM])
-
-    def fit(self, name: str, data: dict[str, np.ndarray], fit: Any, dtype: Any) -> None:
-        """Add a computed chunk's pairs of teacher ``name`` to ``fit`` (a ProfileFit), as
-        the cache will keep them (cast to its dtype)."""
-        logits = data[schema.teacher_array(name, schema.LOGITS)].astype(dtype)
+    def pair_labels(
+        self, data: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """A computed chunk's row labels ``[rows]`` and, for mixed views, its partners'
+        labels and lam ``[rows, V]`` (else None): what its pairs' profiles depend on."""
         own = data[schema.LABELS].astype(np.int64)
         partner = data.get(schema.MIX_PARTNER)
         if partner is None:
-            fit.add(logits, own)
-        else:
-            other = self.labels[np.where(partner >= 0, partner, 0)]
-            fit.add(logits, own, other, data[schema.MIX_LAM])
+            return own, None, None
+        return own, self.labels[np.where(partner >= 0, partner, 0)], data[schema.MIX_LAM]
+
+    def pairs(self, name: str, data: dict[str, np.ndarray]) -> np.ndarray:
+        """The profiles of a chunk's (row, view) pairs for teacher ``name``."""
+        own, other, lam = self.pair_labels(data)
+        return sparse.pair_profiles(self.tables[name], own[:, None], other, lam)
 
 
 def _fit_chunks(num_chunks: int, chunk_bytes: int, budget: int | None = None) -> list[int]:
@@ -766,8 +760,10 @@ def _fit_profiles(
         for chunk in chunks:
             start, stop = writer.rows(chunk)
             ready[chunk] = _run_chunk(job, start, stop, pool)
-            for n in names:
-                profiles.fit(n, ready[chunk], fits[n], np.dtype(config.dtype))
+            own, other, lam = profiles.pair_labels(ready[chunk])
+            for n in names:  # the values the cache keeps: cast to its dtype
+                logits = ready[chunk][schema.teacher_array(n, schema.LOGITS)]
+                fits[n].add(logits.astype(config.dtype), own, other, lam)
     for n in names:
         profiles.tables[n] = fits[n].table()
         statics[schema.teacher_array(n, schema.TOPK_PROFILE)] = profiles.tables[n]
