@@ -488,3 +488,21 @@ def test_the_chunks_the_profile_is_fitted_on_are_computed_once(
     dump_to(out, views=2, topk=K)
     assert sorted(starts) == [0, 32, 64, 96, 128]
     assert cache_files(out) == cache_files(sparse)
+
+
+def test_a_damaged_rest_profile_is_named_by_verify_and_refused_by_readers(
+    sparse: Path, copy_of, cli
+) -> None:
+    out = copy_of(sparse)
+    key = out / "teachers" / "a" / "topk" / "profile" / "c" / "0" / "0"
+    raw = bytearray(key.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    key.write_bytes(bytes(raw))
+    result = cli("verify", out, "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["kind"], p["where"]) for p in problems] == [("checksum", "teachers/a/topk/profile")]
+    with pytest.raises(CacheError, match="topk/profile"):
+        softlabels.open_cache(str(out)).teacher("a").dense_logits([0])
+    line = one_error_line(cli("tune-tau", out, "--teacher", "a", "--taus", "2", "--dry-run"))
+    assert "topk/profile" in line
