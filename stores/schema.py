@@ -231,12 +231,18 @@ def table_schema(table: str) -> pa.Schema:
 
 def samples_table(sample_ids: Sequence[str], labels: Any, split: str) -> pa.Table:
     """``samples.parquet``: one row per sample, in the cache's row order."""
+    import numpy as np
     import pyarrow as pa
 
     n = len(sample_ids)
-    columns = (range(n), sample_ids, labels, [split] * n)
     schema = table_schema(SAMPLES_TABLE)
-    arrays = [pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)]
+    row, sample_id, label, split_ = schema
+    arrays = [
+        pa.array(np.arange(n, dtype=np.int64), row.type),
+        pa.array(sample_ids, sample_id.type),
+        pa.array(np.asarray(labels), label.type),
+        pa.repeat(pa.scalar(split, split_.type), n),
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -484,7 +484,6 @@ def _write_cache(
     """Open (rank 0: create or resume, holding the lock) or attach to the cache, commit this
     rank's share of the pending chunks, and report (every rank returns rank 0's result)."""
     from softlabels import distributed
-    from softlabels.stores.reader import Cache
     from softlabels.stores.writer import CacheWriter
 
     config, models, tinfo, split, dev = job.config, job.models, job.tinfo, job.split, job.dev
@@ -573,7 +572,7 @@ def _write_cache(
     if ctx.is_main:
         writer.loc.fs.invalidate_cache()  # listings cached by object stores miss other ranks' files
         report = {
-            "size": Cache(out).nbytes_on_disk(),
+            "size": writer.loc.du(),
             "seconds": time.perf_counter() - t0,
             "device": str(dev),
         }
@@ -646,9 +645,11 @@ def _commit_chunks(
     if layout is not None:
         queue.append((commit_pool.submit(_write_layout, writer, layout), 0))
     try:
+        computed = [writer.rows(ch) for ch in chunks if ch not in ready]
+        loads = _Loads(load_pool, job.split, computed, job.config.batch_size)
         for chunk in chunks:
             start, stop = writer.rows(chunk)
-            data = ready.pop(chunk, None) or _run_chunk(job, start, stop, load_pool)
+            data = ready.pop(chunk, None) or _run_chunk(job, start, stop, loads)
             nbytes = sum(int(a.nbytes) for a in data.values())
             settle(block=False)
             while queue and (
@@ -757,9 +758,10 @@ def _fit_profiles(
     with ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="softlabels-load"
     ) as pool:
-        for chunk in chunks:
-            start, stop = writer.rows(chunk)
-            ready[chunk] = _run_chunk(job, start, stop, pool)
+        spans = [writer.rows(chunk) for chunk in chunks]
+        loads = _Loads(pool, job.split, spans, config.batch_size)
+        for chunk, (start, stop) in zip(chunks, spans, strict=True):
+            ready[chunk] = _run_chunk(job, start, stop, loads)
             own, other, lam = profiles.pair_labels(ready[chunk])
             for n in names:  # the values the cache keeps: cast to its dtype
                 logits = ready[chunk][schema.teacher_array(n, schema.LOGITS)]
@@ -807,8 +809,9 @@ def _error_from(doc: dict[str, Any]) -> BaseException:
     return RuntimeError(f"rank 0 failed while opening the cache: {doc.get('type')}: {message}")
 
 
-def _run_chunk(job: _Job, start: int, stop: int, pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
-    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite).
+def _run_chunk(job: _Job, start: int, stop: int, loads: _Loads) -> dict[str, np.ndarray]:
+    """Teacher outputs for rows [start, stop), as the arrays of one chunk (checked finite);
+    its input batches come from ``loads``.
 
     A sparse teacher's entry (at its logits path) holds its float32 logits, checked finite
     in the cache's dtype; :func:`_encode_and_write` turns them into its top-k arrays."""
@@ -854,16 +857,8 @@ def _run_chunk(job: _Job, start: int, stop: int, pool: ThreadPoolExecutor) -> di
                 full.get(name, arr) if what == schema.LOGITS else arr
             )
 
-    batches = list(_batches(start, stop, config.batch_size))
-    queue: deque[Future[torch.Tensor]] = deque()
-    ahead = 2
-    for idx in batches[:ahead]:
-        queue.append(pool.submit(split.load, idx))
-    for b, idx in enumerate(batches):
-        raw = queue.popleft().result()
-        if b + ahead < len(batches):
-            queue.append(pool.submit(split.load, batches[b + ahead]))
-        raw = raw.to(dev, non_blocking=True)
+    for idx in _batches(start, stop, config.batch_size):
+        raw = loads.next(idx).to(dev, non_blocking=True)
         lo, hi = idx[0] - start, idx[-1] + 1 - start
         for view in range(v):
             x = (
@@ -875,16 +870,14 @@ def _run_chunk(job: _Job, start: int, stop: int, pool: ThreadPoolExecutor) -> di
                 )
             )  # fmt: skip
             # Casting to float16 turns values beyond its range into Inf; the check below names them.
-            with torch.inference_mode(), np.errstate(over="ignore", invalid="ignore"):
+            with torch.inference_mode():
                 for name, (lm, _cls) in models.items():
                     logits, feats = lm.forward(x)
-                    # .cpu() is the one device sync per batch and teacher.
-                    z = logits.float().cpu().numpy()
-                    arrays[name][schema.LOGITS][lo:hi, view] = z
                     if name in full:
-                        full[name][lo:hi, view] = z
+                        _store(full[name][lo:hi, view], logits)
+                    _store(arrays[name][schema.LOGITS][lo:hi, view], logits)
                     if schema.FEATURES in arrays[name]:
-                        arrays[name][schema.FEATURES][lo:hi, view] = feats.float().cpu().numpy()
+                        _store(arrays[name][schema.FEATURES][lo:hi, view], feats)
     for name, what, arr in ((n, w, a) for n in arrays for w, a in arrays[n].items()):
         bad = nonfinite_rows(arr)
         if len(bad):
@@ -901,6 +894,54 @@ def _run_chunk(job: _Job, start: int, stop: int, pool: ThreadPoolExecutor) -> di
                 names=lambda found: [split.ids[start + int(i)] for i in found],
             )
     return out
+
+
+def _store(dst: np.ndarray, values: torch.Tensor) -> None:
+    """Copy a batch of teacher outputs into its place in a chunk array, cast to the array's
+    dtype by torch (the same IEEE rounding as numpy's cast, without its scalar float16
+    loop or a float32 copy on the host; on a GPU cast there, so half the bytes cross)."""
+    out = torch.from_numpy(dst)
+    out.copy_(values if values.device.type == "cpu" else values.to(out.dtype))
+
+
+class _Loads:
+    """Input batches of a sequence of chunks, in the order of ``spans``: ``next(idx)``
+    returns the batch of rows ``idx``. A file-backed split's batches are loaded ``ahead``
+    in advance by the thread pool, across chunk boundaries (the next chunk's first batches
+    load while this chunk's last ones run); an in-memory split's are indexed when asked
+    for (microseconds: a hop to a loader thread and back costs more)."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        split: Any,
+        spans: list[tuple[int, int]],
+        batch_size: int,
+        ahead: int = 2,
+    ) -> None:
+        self._load = split.load
+        self._pool = None if split.in_memory else pool
+        self._ahead = ahead
+        self._todo = deque(idx for s, e in spans for idx in _batches(s, e, batch_size))
+        self._queue: deque[tuple[np.ndarray, Future[torch.Tensor]]] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._pool is not None and self._todo and len(self._queue) < self._ahead:
+            idx = self._todo.popleft()
+            self._queue.append((idx, self._pool.submit(self._load, idx)))
+
+    def next(self, idx: np.ndarray) -> torch.Tensor:
+        if self._pool is None:
+            queued = self._todo.popleft()
+            future = None
+        else:
+            queued, future = self._queue.popleft()
+            self._fill()
+        # Batches are row ranges: first row and length name one. Never a wrong batch.
+        if queued[0] != idx[0] or len(queued) != len(idx):
+            raise RuntimeError(f"batch of rows {idx[0]}.. asked for, {queued[0]}.. next")
+        return self._load(idx) if future is None else future.result()
 
 
 def _draw_mixes(job: _Job, seeds: np.ndarray) -> list[Any] | None:

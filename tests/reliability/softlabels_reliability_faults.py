@@ -494,8 +494,8 @@ class DiskFull:
     """Fail the ``fail_at``-th write (0-based) of everything a dump writes with ENOSPC.
 
     Counted: ``Location.write`` (chunk files), ``Location.write_atomic`` (manifest records,
-    Parquet tables, root attributes) and zarr's local ``_put`` (array and group metadata,
-    static arrays). The failing write leaves what a full disk leaves: half the bytes of a
+    Parquet tables, root attributes, array and group metadata) and zarr's local ``_put``
+    (what goes through zarr: other codec chains, static arrays of more than one chunk). The failing write leaves what a full disk leaves: half the bytes of a
     plain write, a half-written temp file of an atomic one. ``fail_at=None`` only counts;
     ``keys`` lists the keys written, in order. Every write after the failing one fails too
     (the disk stays full) until the context ends.
