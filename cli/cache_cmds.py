@@ -76,7 +76,8 @@ def dump(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Threads that load input batches ahead (default: 2, or 1 below 4 cores)."
+            help="Threads that load a file-backed dataset's batches ahead (default: 2, "
+            "or 1 below 4 cores); in-memory datasets are indexed in place."
         ),
     ] = None,
     overwrite: Annotated[

@@ -5,7 +5,9 @@ chunk's first row, so a chunk's bytes do not depend on whether the dump was resu
 resumed dump skips committed chunks and rewrites the rest. Commits run in one writer
 thread, in order, from a bounded queue (a few chunks, see ``COMMIT_QUEUE_*``): writing
 overlaps computing the next chunks, and so does creating the cache's arrays, tables and
-static arrays, the first job of that thread. Input batches are prefetched.
+static arrays, the first job of that thread. A file-backed split's input batches are
+loaded ahead by loader threads, across chunk boundaries; an in-memory split is indexed in
+place. Outputs are cast by torch straight into the chunk arrays.
 
 Under ``torchrun`` every rank runs the teachers on its own share of the pending chunks
 (every world-th one) of the same cache: rank 0 creates or resumes the cache, holds its lock
@@ -213,7 +215,8 @@ def dump(
 ) -> DumpResult:
     """Run every teacher of ``config`` over the dataset split and write (or finish) the cache.
 
-    ``workers``: threads that load input batches ahead (:func:`default_workers` when None)."""
+    ``workers``: threads that load a file-backed split's input batches ahead
+    (:func:`default_workers` when None); an in-memory split is indexed in place."""
     import softlabels
     from softlabels.data import load_dataset, view_seeds
     from softlabels.engine.inputs import epoch_aligned_seeds
