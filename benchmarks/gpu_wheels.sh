@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wheels a GPU image without them needs for benchmarks/gpu_check.sh, into .whl/ (ignored by
-# git; carry it to the GPU machine with the working tree). For CPython 3.12 on x86_64 Linux by
+# git; carry it to the GPU machine with the working tree), and the project's own wheel. For CPython 3.12 on x86_64 Linux by
 # default (the image of DEVELOPERS.md: Python 3.12, its own torch, torchvision, pyarrow, typer,
 # rich). Each package at the version this machine's .venv has, so both run the same code.
 #
@@ -39,4 +39,7 @@ abi="cp${GPU_PY/./}"
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform any \
   "${SPECS[@]}"
+# The project itself, for images that cannot build it (pure Python: any version, any platform).
+rm -f "$DEST"/softlabels-*.whl
+"$PY" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$DEST" .
 ls "$DEST"/*.whl | wc -l | xargs echo "wheels in $DEST:"
