@@ -107,6 +107,19 @@ BENCHES: tuple[Bench, ...] = (
         "tune-tau pass over a synthetic cache (full: iNat-2018 scale, ~7 GB)",
     ),
     Bench(
+        "stream",
+        "bench_stream.py",
+        ("memory", "--n", "20000", "--c", "1000", "--budget", "8MB", "--out", "{work}/s.slc"),
+        ("memory", "--n", "150000", "--c", "10000", "--budget", "1GB", "--out", "{work}/s.slc"),
+        (
+            "streamed.peak_growth_bytes",
+            "memory.peak_growth_bytes",
+            "streamed.budget_bytes",
+            "streamed.rows_per_s_epoch",
+        ),
+        "teacher targets larger than the budget: peak memory streamed vs held (3 GB cache)",
+    ),
+    Bench(
         "topk",
         "bench_topk.py",
         ("--parts", "inat", "--work", "{work}"),
