@@ -876,8 +876,9 @@ def _run_chunk(job: _Job, start: int, stop: int, loads: _Loads) -> dict[str, np.
             with torch.inference_mode():
                 for name, (lm, _cls) in models.items():
                     logits, feats = lm.forward(x)
-                    if name in full:
+                    if name in full:  # float32 first, the cache's dtype from it on the host
                         _store(full[name][lo:hi, view], logits)
+                        logits = torch.from_numpy(full[name][lo:hi, view])
                     _store(arrays[name][schema.LOGITS][lo:hi, view], logits)
                     if schema.FEATURES in arrays[name]:
                         _store(arrays[name][schema.FEATURES][lo:hi, view], feats)
