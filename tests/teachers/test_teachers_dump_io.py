@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from softlabels_teachers_helpers import CHUNK, DATASET, cache_files, dump_to
+from softlabels_teachers_helpers import CHUNK, DATASET, cache_files, dump_to, make_config
 
 import softlabels.stores.writer as writer
 from softlabels.data import load_dataset
 from softlabels.stores._codec import COMPRESSORS
+from softlabels.teachers import dump
 
 dump_module = sys.modules["softlabels.teachers.dump"]
 
@@ -157,3 +158,28 @@ def test_a_cache_made_through_zarr_s_own_path_is_the_same_cache(
     theirs = tmp_path / "zarr.slc"
     dump_to(theirs, "a=cnn1d", "b=mlp", views=2, topk=3, compressor=name)
     assert cache_files(ours) == cache_files(theirs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("topk", [None, 3])
+def test_a_dump_on_cuda_is_deterministic_and_close_to_cpu(tmp_path: Path, topk: int | None) -> None:
+    """The outputs cast on the device and copied into the chunk arrays: the same bytes on
+    every run, the CPU's values to float16 tolerance, a cache that verifies."""
+    import softlabels
+
+    kw = {"views": 2, "topk": topk}
+    cpu = tmp_path / "cpu.slc"
+    dump_to(cpu, **kw)
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"cuda{i}.slc"
+        dump(make_config("a=cnn1d", **kw), str(out), device="cuda")
+        runs.append(out)
+    assert cache_files(runs[0]) == cache_files(runs[1])
+    on_gpu, on_cpu = (softlabels.open_cache(str(p)) for p in (runs[0], cpu))
+    assert on_gpu.verify() == []
+    rows = np.arange(on_cpu.num_samples)
+    a = on_gpu.teacher("a").dense_logits(rows)
+    b = on_cpu.teacher("a").dense_logits(rows)
+    np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2)
