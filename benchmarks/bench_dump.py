@@ -12,7 +12,9 @@ tables, chunk writes, checksums). Both load the model from the same spec, the da
 loaded once beforehand (it is cached in-process). The two alternate ``--repeats`` times after
 one warm-up each; the medians and their ratio are printed (and the ratio of the minima,
 the least disturbed runs on a shared machine), the same on the process's CPU time (all
-threads; on a shared CPU far steadier than wall time), then one JSON line.
+threads; on a shared CPU far steadier than wall time), the seconds spent inside the
+teacher's forward calls on each side (equal unless the dump's other threads slow the
+teacher down), then one JSON line.
 
 Target (issue 2): ratio <= 1.10 on a CPU, <= 1.05 on a GPU.
 """
@@ -40,6 +42,7 @@ import torch
 from softlabels.data import load_dataset, view_seeds
 from softlabels.device import resolve_device
 from softlabels.models import load_model
+from softlabels.models.loading import LoadedModel
 from softlabels.teachers import DumpConfig, dump, parse_teacher
 
 
@@ -260,24 +263,43 @@ def main() -> None:
     bare_cpu: list[float] = []
     dump_cpu: list[float] = []
 
+    # Seconds inside the teacher's forward calls, per run: equal on both sides unless the
+    # dump's other threads slow the teacher down (how the zarr-path contention was found).
+    forward_s = [0.0]
+    original_forward = LoadedModel.forward
+
+    def timed_forward(self: LoadedModel, x: torch.Tensor) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original_forward(self, x)
+        finally:
+            forward_s[0] += time.perf_counter() - t0
+
+    LoadedModel.forward = timed_forward  # type: ignore[method-assign]
+    bare_fwd: list[float] = []
+    dump_fwd: list[float] = []
+
     def bare() -> float:
-        c0 = time.process_time()
+        c0, forward_s[0] = time.process_time(), 0.0
         s = bare_loop(
             args.dataset, args.teacher, args.batch_size, args.views, args.seed, args.device
         )
         bare_cpu.append(time.process_time() - c0)
+        bare_fwd.append(forward_s[0])
         return s
 
     def timed_dump() -> float:
-        c0 = time.process_time()
+        c0, forward_s[0] = time.process_time(), 0.0
         s = dump_once(config, args.device, args.workers)[0]
         dump_cpu.append(time.process_time() - c0)
+        dump_fwd.append(forward_s[0])
         return s
 
     # Warm-up (allocator, kernels, first-touch of the data).
     bare()
     _, result = dump_once(config, args.device, args.workers)
     bare_cpu.clear()
+    bare_fwd.clear()
     bare_s: list[float] = []
     dump_s: list[float] = []
     for r in range(args.repeats):
@@ -318,6 +340,9 @@ def main() -> None:
         "bare_cpu_s": [round(x, 4) for x in bare_cpu],
         "dump_cpu_s": [round(x, 4) for x in dump_cpu],
         "ratio_cpu": round(statistics.median(dump_cpu) / statistics.median(bare_cpu), 4),
+        # the teacher's forward calls alone (the dump's count includes its one probe batch)
+        "bare_forward_median_s": round(statistics.median(bare_fwd), 4),
+        "dump_forward_median_s": round(statistics.median(dump_fwd), 4),
         "bytes_on_disk": result.bytes_on_disk,
         "machine": machine(args.device),
     }
@@ -339,7 +364,8 @@ def main() -> None:
         f"dump {med_dump:.3f} s, ratio {med_dump / med_bare:.3f} (medians); "
         f"ratio of minima {min(dump_s) / min(bare_s):.3f}; CPU time: bare "
         f"{statistics.median(bare_cpu):.3f} s, dump {statistics.median(dump_cpu):.3f} s, "
-        f"ratio {out['ratio_cpu']:.3f}"
+        f"ratio {out['ratio_cpu']:.3f}; in the teacher's forward: bare "
+        f"{out['bare_forward_median_s']:.3f} s, dump {out['dump_forward_median_s']:.3f} s"
     )
     print(json.dumps(out))
 
