@@ -6,12 +6,17 @@ It is a fixed, seeded linear net. With ``SOFTLABELS_TEST_CRASH_RANK`` set to thi
 resumed one-process dump writes the same bytes as an uninterrupted one. With
 ``SOFTLABELS_TEST_CRASH_ATTEMPT`` set too, it dies by SIGKILL, and only in that attempt of
 the job (torchrun's ``TORCHELASTIC_RESTART_COUNT``): the restarted group runs normally.
+With ``SOFTLABELS_TEST_CRASH_COMMITS=K`` and ``SOFTLABELS_TEST_CRASH_CACHE=PATH`` it first
+waits (up to a minute) until the cache at PATH has K committed chunk records: commits run
+in the dump's commit thread, so without the wait how many are done at the crash is a race.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -38,12 +43,23 @@ class _Crash(nn.Module):
         rank = os.environ.get("SOFTLABELS_TEST_CRASH_RANK")
         after = int(os.environ.get("SOFTLABELS_TEST_CRASH_AFTER", "1") or 1)
         if rank is not None and rank == os.environ.get("RANK") and self.calls >= after:
+            _wait_for_commits()
             attempt = os.environ.get("SOFTLABELS_TEST_CRASH_ATTEMPT")
             if attempt is None:
                 os._exit(17)
             if attempt == os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"):
                 os.kill(os.getpid(), signal.SIGKILL)
         return self.head(self.features(x))
+
+
+def _wait_for_commits() -> None:
+    want = int(os.environ.get("SOFTLABELS_TEST_CRASH_COMMITS", "0") or 0)
+    manifest = Path(os.environ.get("SOFTLABELS_TEST_CRASH_CACHE", ".")) / "manifest"
+    deadline = time.monotonic() + 60
+    while want and time.monotonic() < deadline:
+        if len(list(manifest.glob("chunk-*.json"))) >= want:
+            return
+        time.sleep(0.01)
 
 
 def crash(num_classes: int, in_channels: int) -> nn.Module:

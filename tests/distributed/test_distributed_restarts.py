@@ -35,12 +35,13 @@ RESTART = ("--max-restarts", "1")
 
 def test_dump_finishes_after_its_lock_holder_is_killed(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "restarted.slc"
-    # Rank 0 (the lock holder) SIGKILLs itself at its 13th teacher call (two chunks
-    # committed), in the first attempt only; torchrun stops rank 1 and starts both again.
+    # Rank 0 (the lock holder) SIGKILLs itself at its 13th teacher call, once two chunks
+    # are committed, in the first attempt only; torchrun stops rank 1 and starts both again.
     proc = torchrun(
         *dump_args(out), "--json", launcher=RESTART,
         env={"SOFTLABELS_TEST_CRASH_RANK": "0", "SOFTLABELS_TEST_CRASH_AFTER": "13",
-             "SOFTLABELS_TEST_CRASH_ATTEMPT": "0"},
+             "SOFTLABELS_TEST_CRASH_ATTEMPT": "0", "SOFTLABELS_TEST_CRASH_COMMITS": "2",
+             "SOFTLABELS_TEST_CRASH_CACHE": str(out)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exitcode: -9" in proc.stderr and "local_rank: 0" in proc.stderr, proc.stderr[-3000:]
