@@ -47,6 +47,13 @@ def cache_files(root: Path) -> dict[str, bytes]:
     return out
 
 
+def flip_a_byte(path: Path) -> None:
+    """Damage a file in place: its middle byte inverted (same size, another checksum)."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
 def array_chunk_files(root: Path) -> dict[str, bytes]:
     """The chunk files of every array (``.../c/...``), by relative path."""
     return {k: v for k, v in cache_files(root).items() if "/c/" in f"/{k}"}

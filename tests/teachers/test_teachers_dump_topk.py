@@ -15,6 +15,7 @@ from softlabels_teachers_helpers import (
     DATASET,
     cache_files,
     dump_to,
+    flip_a_byte,
     one_error_line,
 )
 
@@ -261,9 +262,7 @@ def test_verify_names_a_damaged_topk_chunk(sparse: Path, copy_of, cli, array: st
     key = out / "teachers" / "a" / "topk" / array / "c" / "2" / "0" / "0"
     if array == "error":
         key = out / "teachers" / "a" / "topk" / "error" / "c" / "2" / "0"
-    raw = bytearray(key.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    key.write_bytes(bytes(raw))
+    flip_a_byte(key)
     result = cli("verify", out, "--json")
     assert result.exit_code == 1
     problems = json.loads(result.stdout)["problems"]
@@ -495,9 +494,7 @@ def test_a_damaged_rest_profile_is_named_by_verify_and_refused_by_readers(
 ) -> None:
     out = copy_of(sparse)
     key = out / "teachers" / "a" / "topk" / "profile" / "c" / "0" / "0"
-    raw = bytearray(key.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    key.write_bytes(bytes(raw))
+    flip_a_byte(key)
     result = cli("verify", out, "--json")
     assert result.exit_code == 1
     problems = json.loads(result.stdout)["problems"]
